@@ -1,0 +1,106 @@
+"""``advkit attack``: run FGSM, PGD or any registered attack on a model and report what it did."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from advkit.cli._common import default_out, parse_eps_list, resolve_model
+from advkit.errors import AdvkitError
+
+
+def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
+    from advkit.utils import atomic_write_bytes, atomic_write_json
+    from advkit.viz import adversarial_grid_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=sweep.x.numpy(), y=sweep.y.numpy(), eps=np.array([r.eps for r in sweep.results]),
+                        x_adv=sweep.x_adv.numpy(), pred_clean=sweep.pred_clean.numpy(),
+                        pred_adv=sweep.pred_adv.numpy())
+    atomic_write_bytes(out / "adversarial.npz", buf.getvalue())
+    written = [out / "adversarial.npz"]
+    for i, r in enumerate(sweep.results):
+        png = adversarial_grid_png(sweep.x, sweep.x_adv[i], sweep.y, sweep.pred_clean, sweep.pred_adv[i],
+                                   data.classes, title=f"{sweep.attack} {sweep.norm} eps={r.eps:g}: robust "
+                                   f"acc {r.robust_acc:.1%} (label true/pred, red = wrong)")
+        path = out / f"grid_eps{r.eps:g}.png"
+        atomic_write_bytes(path, png)
+        written.append(path)
+    atomic_write_json(out / "summary.json", summary)  # last: its presence means the run is complete
+    return [out / "summary.json"] + written
+
+
+@click.command()
+@click.option("--fgsm", "which", flag_value="fgsm", help="FGSM (one signed-gradient step).")
+@click.option("--pgd", "which", flag_value="pgd", help="PGD (iterated, projected, random start).")
+@click.option("--attack", "name", metavar="NAME", help="Any registered attack, e.g. foolbox:LinfDeepFoolAttack.")
+@click.option("--eps", default="0.1", show_default=True, help="One eps or a comma list, pixel units (8/255 ok).")
+@click.option("--steps", type=int, help="Iterations (PGD default 10).")
+@click.option("--alpha", type=str, help="PGD step size (default 2.5*eps/steps).")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), help="PGD norm (default linf).")
+@click.option("--restarts", type=int, help="PGD random restarts (default 1).")
+@click.option("--targeted", is_flag=True, help="Treat labels as targets (use with --target).")
+@click.option("--model", help="A checkpoint (.safetensors) or a registry name; default: the cached MNIST model.")
+@click.option("--data", "data_spec", default="mnist", show_default=True, help="Dataset: mnist, cifar10, npz:PATH, folder:PATH.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
+@click.option("--download", is_flag=True, help="Let torchvision download a named dataset.")
+@click.option("-n", "n", type=int, default=1000, show_default=True, help="How many images (from the start of the split).")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/attack-TIME).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for programs).")
+def attack(which, name, eps, steps, alpha, norm, restarts, targeted, model, data_spec, split, data_root, download,
+           n, batch_size, device, seed, out, as_json):
+    """Attack a model: `advkit attack --fgsm` breaks the default MNIST classifier."""
+    from advkit.attacks import get_attack
+    from advkit.config import parse_number
+    from advkit.data import load_dataset
+    from advkit.eval import attack_sweep
+    from advkit.utils import resolve_device, seed_everything
+
+    if bool(which) == bool(name):
+        raise click.UsageError("choose exactly one of --fgsm, --pgd or --attack NAME")
+    if n < 1 or batch_size < 1:
+        raise AdvkitError("-n and --batch-size must be >= 1")
+    echo = (lambda *a, **k: click.echo(*a, err=True, **k)) if as_json else click.echo
+    attack_name = which or name
+    params = {"steps": steps, "alpha": parse_number(alpha, "--alpha") if alpha else None, "norm": norm,
+              "restarts": restarts}
+    atk = get_attack(attack_name, **params)
+    eps_list = parse_eps_list(eps)
+    dev = resolve_device(device)
+    seed_everything(seed)
+    data = load_dataset(data_spec, split, root=data_root, download=download).subset(n)
+    net = resolve_model(model, data, data_root, dev, echo)
+    expected = getattr(net, "meta", {}).get("input_shape")
+    if expected and tuple(expected) != data.image_shape:
+        raise AdvkitError(f"the model takes images of shape {tuple(expected)} but {data_spec} has "
+                          f"{data.image_shape}")
+    t0 = time.perf_counter()
+    sweep = attack_sweep(net, data, atk, eps_list, batch_size=batch_size, device=dev, seed=seed, targeted=targeted)
+    summary = {"attack": atk.name, "params": atk.kwargs, "norm": atk.norm, "model": model or "default",
+               "data": data_spec, "split": split, "n": len(data), "device": str(dev), "seed": seed,
+               "targeted": targeted, "results": sweep.summary()["results"],
+               "total_time_s": round(time.perf_counter() - t0, 3)}
+    out_dir = Path(out) if out else default_out("attack")
+    files = _write_outputs(out_dir, sweep, data, summary)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"\n{atk.name} ({atk.norm}) on {len(data)} images of {data_spec}/{split}, device {dev}")
+    head = f"{'eps':>8} {'clean acc':>10} {'robust acc':>11} {'success':>8} {'mean norm':>10} {'max norm':>9} {'img/s':>8}"
+    click.echo(head)
+    click.echo("-" * len(head))
+    for r in sweep.results:
+        click.echo(f"{r.eps:>8.4g} {r.clean_acc:>10.2%} {r.robust_acc:>11.2%} {r.success_rate:>8.1%} "
+                   f"{r.mean_norm:>10.4f} {r.max_norm:>9.4f} {r.images_per_s:>8.0f}")
+    click.echo(f"\nwrote {out_dir}/: " + ", ".join(p.name for p in files))

@@ -1,0 +1,144 @@
+"""Frozen, typed configs with YAML overlays and ``--set a.b=c`` overrides. Unknown keys raise with the
+closest valid key; values are type-checked against the dataclass fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+
+from advkit.errors import AdvkitError
+
+C = TypeVar("C")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except AdvkitError as e:
+                errors.append(str(e))
+        raise AdvkitError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise AdvkitError(f"{key}: expected a mapping, got {value!r}")
+        return overlay(tp(), value, prefix=f"{key}.")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise AdvkitError(f"{key}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return tuple(_coerce(v, inner, key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise AdvkitError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        return parse_number(value, key)
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise AdvkitError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def parse_number(text: str, key: str = "value") -> float:
+    """``0.1``, ``8/255``: floats and fractions, as configs and CLIs write eps."""
+    try:
+        if "/" in text:
+            a, b = text.split("/", 1)
+            return float(a) / float(b)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise AdvkitError(f"{key}: not a number: {text!r}") from None
+
+
+def overlay(base: C, changes: dict[str, Any], prefix: str = "") -> C:
+    """A copy of dataclass ``base`` with ``changes`` (nested dicts) applied and checked."""
+    types_ = _field_types(type(base))
+    updates = {}
+    for k, v in changes.items():
+        if k not in types_:
+            close = difflib.get_close_matches(k, types_, n=1)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; valid: {', '.join(types_)}"
+            raise AdvkitError(f"unknown config key {prefix}{k!r}{hint}")
+        cur = getattr(base, k)
+        if dataclasses.is_dataclass(cur) and isinstance(v, dict):
+            updates[k] = overlay(cur, v, prefix=f"{prefix}{k}.")
+        else:
+            updates[k] = _coerce(v, types_[k], f"{prefix}{k}")
+    try:
+        return dataclasses.replace(base, **updates)
+    except ValueError as e:  # __post_init__ validation
+        raise AdvkitError(str(e)) from None
+
+
+def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
+    """``["optim.lr=0.1", "epochs=3"]`` -> nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise AdvkitError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise AdvkitError(f"--set {key}: {p} is set twice")
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(cls: type[C], path: str | Path | None = None, sets: Iterable[str] = ()) -> C:
+    """Defaults of ``cls``, then the YAML file at ``path``, then ``--set`` overrides."""
+    cfg = cls()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise AdvkitError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise AdvkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise AdvkitError(f"{path}: a config must be a mapping of keys to values")
+        cfg = overlay(cfg, data)
+    return overlay(cfg, parse_sets(sets))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [conv(i) for i in v]
+        if isinstance(v, dict):
+            return {k: conv(i) for k, i in v.items()}
+        return v
+    return {k: conv(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def to_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

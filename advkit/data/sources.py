@@ -1,0 +1,189 @@
+"""Where the named datasets come from: the ``.npz`` layout of the shared data folder, advkit's embedded
+``datasets/``, or torchvision's own layout (which ``download=True`` fills)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advkit.data.core import (ArrayDataset, read_npz, register_dataset, register_prefix, to_labels,
+                              to_nchw_uint8)
+from advkit.errors import AdvkitError
+
+log = logging.getLogger(__name__)
+
+DIGITS = [str(i) for i in range(10)]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot"]
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def _missing(name: str, looked: list[Path], tv_class: str) -> AdvkitError:
+    places = ", ".join(str(p) for p in looked)
+    return AdvkitError(
+        f"dataset {name!r} not found (looked in: {places}); either point --data-root / ADVKIT_DATA at a "
+        f"folder holding {name}/{name}.npz (the shared npz layout), or pass --download to let torchvision "
+        f"fetch {tv_class} into the data root")
+
+
+def _from_torchvision(cls_name: str, root: Path, split: str, download: bool):
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        ds = cls(str(root), train=(split == "train"), download=download)
+    except RuntimeError:  # torchvision's "Dataset not found" when not downloaded
+        return None
+    return np.asarray(ds.data), np.asarray(ds.targets)
+
+
+def _mnist_like(name: str, tv_class: str, classes: list[str], mean: float, std: float, split: str,
+                roots: list[Path], download: bool) -> ArrayDataset:
+    looked: list[Path] = []
+    for root in roots:
+        for path in (root / name / f"{name}.npz", root / f"{name}.npz"):
+            looked.append(path)
+            if path.is_file():
+                z = read_npz(path)
+                x, y = z[f"x_{split}"], z[f"y_{split}"]
+                return ArrayDataset(to_nchw_uint8(x, str(path)), to_labels(y, len(x), str(path)), classes,
+                                    name, (mean,), (std,), str(path))
+    for root in roots[:1]:
+        looked.append(root / tv_class)
+        got = _from_torchvision(tv_class, root, split, download)
+        if got is not None:
+            x, y = got
+            return ArrayDataset(to_nchw_uint8(x, tv_class), to_labels(y.astype(np.int64), len(x), tv_class),
+                                classes, name, (mean,), (std,), str(root / tv_class))
+    raise _missing(name, looked, tv_class)
+
+
+@register_dataset("mnist")
+def mnist(split: str, roots: list[Path], download: bool = False) -> ArrayDataset:
+    return _mnist_like("mnist", "MNIST", DIGITS, 0.1307, 0.3081, split, roots, download)
+
+
+@register_dataset("fashion_mnist")
+def fashion_mnist(split: str, roots: list[Path], download: bool = False) -> ArrayDataset:
+    return _mnist_like("fashion_mnist", "FashionMNIST", FASHION, 0.2860, 0.3530, split, roots, download)
+
+
+@register_dataset("cifar10")
+def cifar10(split: str, roots: list[Path], download: bool = False) -> ArrayDataset:
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    looked: list[Path] = []
+    for root in roots:
+        folder = root / "cifar10"
+        looked.append(folder)
+        files = ([folder / "cifar10_test.npz"] if split == "test"
+                 else sorted(folder.glob("cifar10_train_*.npz")))
+        files = [f for f in files if f.is_file()]
+        if files:
+            parts = [read_npz(f) for f in files]
+            x = np.concatenate([p["x"] for p in parts])
+            y = np.concatenate([p["y"] for p in parts])
+            if split == "train" and len(files) < 5:
+                log.info("cifar10 train: %d of 5 batches present (%d images)", len(files), len(x))
+            return ArrayDataset(to_nchw_uint8(x, str(folder)), to_labels(y, len(x), str(folder)), CIFAR10,
+                                "cifar10", mean, std, str(folder))
+    # torchvision's CIFAR files are pickles: read them only when the user opts in with --download.
+    if download:
+        looked.append(roots[0] / "cifar-10-batches-py")
+        got = _from_torchvision("CIFAR10", roots[0], split, download)
+        if got is not None:
+            x, y = got
+            return ArrayDataset(to_nchw_uint8(x, "CIFAR10"), to_labels(y.astype(np.int64), len(x), "CIFAR10"),
+                                CIFAR10, "cifar10", mean, std, str(roots[0]))
+    raise _missing("cifar10", looked, "CIFAR10")
+
+
+@register_prefix("npz")
+def npz(path: Path, split: str) -> ArrayDataset:
+    """Arrays ``x`` and ``y`` (or ``x_train``/``y_train``, ``x_test``/``y_test`` for a split)."""
+    z = read_npz(path)
+    xk, yk = (f"x_{split}", f"y_{split}") if f"x_{split}" in z else ("x", "y")
+    if xk not in z or yk not in z:
+        raise AdvkitError(f"{path}: needs arrays 'x' and 'y' (or 'x_{split}', 'y_{split}'); has "
+                          f"{', '.join(sorted(z)) or 'none'}")
+    images = to_nchw_uint8(z[xk], str(path))
+    labels = to_labels(z[yk], images.shape[0], str(path))
+    if "class_names" in z:
+        classes = [str(c) for c in z["class_names"]]
+    else:
+        classes = [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
+    if len(labels) and int(labels.max()) >= len(classes):
+        raise AdvkitError(f"{path}: label {int(labels.max())} out of range for {len(classes)} classes")
+    return ArrayDataset(images, labels, classes, f"npz:{path}", source=str(path))
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    """HWC uint8 RGB or HW gray, or None when OpenCV cannot decode the file."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        return None
+    if img.dtype != np.uint8:  # 16-bit PNG and friends
+        img = (img / (65535.0 if img.dtype == np.uint16 else img.max() or 1) * 255).round().astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3:
+        img = img[:, :, ::-1]  # BGR -> RGB
+    return img
+
+
+@register_prefix("folder")
+def folder(path: Path, split: str) -> ArrayDataset:
+    """ImageFolder layout: ``PATH/<class>/<image>`` (or ``PATH/<split>/<class>/<image>``).
+
+    Files OpenCV cannot decode are skipped with one warning that counts them and names the first few.
+    Images of another size than the most common one are resized to it (bilinear); all-gray folders
+    load as one channel, mixed ones as RGB.
+    """
+    import cv2
+
+    if not path.is_dir():
+        raise AdvkitError(f"no such folder: {path}")
+    base = path / split if (path / split).is_dir() else path
+    classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise AdvkitError(f"{base}: expected one subfolder per class, found none")
+    imgs, labels, bad = [], [], []
+    for ci, cname in enumerate(classes):
+        for f in sorted((base / cname).iterdir()):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            img = _read_image(f)
+            if img is None:
+                bad.append(f)
+                continue
+            imgs.append(img)
+            labels.append(ci)
+    if bad:
+        names = ", ".join(str(b) for b in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        warnings.warn(f"{base}: skipped {len(bad)} file(s) that are not readable images: {names}",
+                      stacklevel=2)
+    if not imgs:
+        raise AdvkitError(f"{base}: no readable images in {len(classes)} class folder(s)")
+    size = Counter(i.shape[:2] for i in imgs).most_common(1)[0][0]
+    gray = all(i.ndim == 2 for i in imgs)
+    out = []
+    for img in imgs:
+        if img.shape[:2] != size:
+            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        if not gray and img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        out.append(img)
+    x = np.stack(out)
+    images = to_nchw_uint8(x if not gray else x, str(base))
+    return ArrayDataset(images, torch.tensor(labels, dtype=torch.int64), classes, f"folder:{path}",
+                        source=str(base), meta={"skipped": len(bad)})

@@ -1,0 +1,12 @@
+"""Models: a registry of small nets, any timm classifier as ``timm:NAME``, the [0,1]->logits wrapper,
+and safetensors checkpoints that rebuild the model from their metadata alone.
+
+>>> from advkit.models import create_model, save, load
+>>> m = create_model("lenet", num_classes=10, in_chans=1, input_size=28, mean=[0.1307], std=[0.3081])
+"""
+
+from advkit.models.factory import create_model, list_models, register_model
+from advkit.models.checkpoint import load, read_metadata, save
+from advkit.models.wrappers import Normalized
+
+__all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "Normalized"]

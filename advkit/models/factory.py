@@ -1,0 +1,108 @@
+"""``create_model(name, **kw)``: one factory over the registry and timm."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from advkit.errors import AdvkitError
+from advkit.models import nets
+from advkit.models.wrappers import Normalized
+from advkit.registry import Registry
+
+Builder = Callable[..., nn.Module]
+_MODELS: Registry[Builder] = Registry("model")
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Register ``builder(num_classes, in_chans, input_size, **kw) -> nn.Module`` under ``name``."""
+    return _MODELS.register(name)
+
+
+def list_models(include_timm: bool = False) -> list[str]:
+    """Registered names; ``timm:NAME`` works for every name in ``timm.list_models()`` as well."""
+    names = _MODELS.names()
+    if include_timm:
+        import timm
+        names += [f"timm:{n}" for n in timm.list_models()]
+    return names
+
+
+@register_model("lenet")
+def _lenet(num_classes: int, in_chans: int, input_size: int, width: int = 32) -> nn.Module:
+    if input_size % 4:
+        raise AdvkitError(f"lenet needs an input size divisible by 4, got {input_size}")
+    return nets.LeNet(num_classes, in_chans, input_size, width)
+
+
+@register_model("preact_resnet18")
+def _preact_resnet18(num_classes: int, in_chans: int, input_size: int, width: int = 64) -> nn.Module:
+    return nets.PreActResNet((2, 2, 2, 2), num_classes, in_chans, width)
+
+
+def _timm(name: str, num_classes: int, in_chans: int, input_size: int, pretrained_file: str | None = None,
+          **kw) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise AdvkitError(f"unknown timm model {name!r}{hint} (see timm.list_models())")
+    try:  # ViT-style models need the input size; CNNs reject the argument
+        net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                img_size=input_size, **kw)
+    except TypeError:
+        net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kw)
+    if pretrained_file:
+        _load_local_weights(net, Path(pretrained_file))
+    return net
+
+
+def _load_local_weights(net: nn.Module, path: Path) -> None:
+    """Pretrained weights from a local file only (nothing is downloaded). Tensors whose shape does not
+    fit (a classifier for another class count) are left at their initialisation."""
+    if not path.is_file():
+        raise AdvkitError(f"pretrained weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = net.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise AdvkitError(f"{path}: no tensor in this file fits the model")
+    net.load_state_dict(fitting, strict=False)
+
+
+def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, input_size: int = 28,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 **kwargs) -> Normalized:
+    """Build model ``name`` (registered, or ``timm:NAME``) wrapped to take [0,1] input and return logits.
+
+    ``mean``/``std`` (per channel, in [0,1] pixel units) set the wrapper's normalization; ``None`` means
+    none. Extra ``kwargs`` go to the builder (e.g. ``width``, or ``pretrained_file`` for timm models).
+    """
+    if num_classes < 1 or in_chans < 1 or input_size < 1:
+        raise AdvkitError("num_classes, in_chans and input_size must be positive")
+    for stat in (mean, std):
+        if stat is not None and len(stat) != in_chans:
+            raise AdvkitError(f"normalization has {len(stat)} channel(s) but the model takes {in_chans}")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if name.startswith("timm:"):
+        net = _timm(name[5:], num_classes, in_chans, input_size, **kwargs)
+    else:
+        builder = _MODELS.get(name)
+        try:
+            net = builder(num_classes=num_classes, in_chans=in_chans, input_size=input_size, **kwargs)
+        except TypeError as e:
+            raise AdvkitError(f"model {name!r}: {e}") from None
+    kwargs.pop("pretrained_file", None)  # the weights travel in checkpoints, not the path
+    spec = {"arch": name, "num_classes": num_classes, "in_chans": in_chans, "input_size": input_size,
+            "kwargs": kwargs}
+    return Normalized(net, mean, std, spec)
