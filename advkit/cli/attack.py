@@ -27,7 +27,11 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
     atomic_write_bytes(out / "adversarial.npz", buf.getvalue())
     written = [out / "adversarial.npz"]
     for i, r in enumerate(sweep.results):
-        png = adversarial_grid_png(sweep.x, sweep.x_adv[i], sweep.y, sweep.pred_clean, sweep.pred_adv[i],
+        # show what the attack did: samples it flipped first, then the rest, in data order
+        flipped = (sweep.pred_clean == sweep.y) & (sweep.pred_adv[i] != sweep.y)
+        idx = torch.cat([flipped.nonzero().flatten(), (~flipped).nonzero().flatten()])[:8]
+        png = adversarial_grid_png(sweep.x[idx], sweep.x_adv[i][idx], sweep.y[idx], sweep.pred_clean[idx],
+                                   sweep.pred_adv[i][idx],
                                    data.classes, title=f"{sweep.attack} {sweep.norm} eps={r.eps:g}: robust "
                                    f"acc {r.robust_acc:.1%} (label true/pred, red = wrong)")
         path = out / f"grid_eps{r.eps:g}.png"
