@@ -79,8 +79,8 @@ def overlay(base: C, changes: dict[str, Any], prefix: str = "") -> C:
     for k, v in changes.items():
         if k not in types_:
             close = difflib.get_close_matches(k, types_, n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; valid: {', '.join(types_)}"
-            raise AdvkitError(f"unknown config key {prefix}{k!r}{hint}")
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; valid: {', '.join(types_)}"
+            raise AdvkitError(f"unknown config key {prefix + k!r}{hint}")
         cur = getattr(base, k)
         if dataclasses.is_dataclass(cur) and isinstance(v, dict):
             updates[k] = overlay(cur, v, prefix=f"{prefix}{k}.")

@@ -42,8 +42,8 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
 
 
 @click.command()
-@click.option("--fgsm", "which", flag_value="fgsm", help="FGSM (one signed-gradient step).")
-@click.option("--pgd", "which", flag_value="pgd", help="PGD (iterated, projected, random start).")
+@click.option("--fgsm", "use_fgsm", is_flag=True, help="FGSM (one signed-gradient step).")
+@click.option("--pgd", "use_pgd", is_flag=True, help="PGD (iterated, projected, random start).")
 @click.option("--attack", "name", metavar="NAME", help="Any registered attack, e.g. foolbox:LinfDeepFoolAttack.")
 @click.option("--eps", default="0.1", show_default=True, help="One eps or a comma list, pixel units (8/255 ok).")
 @click.option("--steps", type=int, help="Iterations (PGD default 10).")
@@ -62,7 +62,7 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/attack-TIME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for programs).")
-def attack(which, name, eps, steps, alpha, norm, restarts, targeted, model, data_spec, split, data_root, download,
+def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted, model, data_spec, split, data_root, download,
            n, batch_size, device, seed, out, as_json):
     """Attack a model: `advkit attack --fgsm` breaks the default MNIST classifier."""
     from advkit.attacks import get_attack
@@ -71,12 +71,12 @@ def attack(which, name, eps, steps, alpha, norm, restarts, targeted, model, data
     from advkit.eval import attack_sweep
     from advkit.utils import resolve_device, seed_everything
 
-    if bool(which) == bool(name):
+    if use_fgsm + use_pgd + bool(name) != 1:
         raise click.UsageError("choose exactly one of --fgsm, --pgd or --attack NAME")
     if n < 1 or batch_size < 1:
         raise AdvkitError("-n and --batch-size must be >= 1")
     echo = (lambda *a, **k: click.echo(*a, err=True, **k)) if as_json else click.echo
-    attack_name = which or name
+    attack_name = "fgsm" if use_fgsm else "pgd" if use_pgd else name
     params = {"steps": steps, "alpha": parse_number(alpha, "--alpha") if alpha else None, "norm": norm,
               "restarts": restarts}
     atk = get_attack(attack_name, **params)
@@ -85,7 +85,8 @@ def attack(which, name, eps, steps, alpha, norm, restarts, targeted, model, data
     seed_everything(seed)
     data = load_dataset(data_spec, split, root=data_root, download=download).subset(n)
     net = resolve_model(model, data, data_root, dev, echo)
-    expected = getattr(net, "meta", {}).get("input_shape")
+    spec = getattr(net, "spec", {})
+    expected = (spec["in_chans"], spec["input_size"], spec["input_size"]) if "in_chans" in spec else None
     if expected and tuple(expected) != data.image_shape:
         raise AdvkitError(f"the model takes images of shape {tuple(expected)} but {data_spec} has "
                           f"{data.image_shape}")

@@ -171,7 +171,7 @@ def folder(path: Path, split: str) -> ArrayDataset:
     if bad:
         names = ", ".join(str(b) for b in bad[:3]) + (", ..." if len(bad) > 3 else "")
         warnings.warn(f"{base}: skipped {len(bad)} file(s) that are not readable images: {names}",
-                      stacklevel=2)
+                      stacklevel=3)
     if not imgs:
         raise AdvkitError(f"{base}: no readable images in {len(classes)} class folder(s)")
     size = Counter(i.shape[:2] for i in imgs).most_common(1)[0][0]

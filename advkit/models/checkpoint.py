@@ -64,8 +64,12 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta = json.loads(header[META_KEY])
     except json.JSONDecodeError:
         raise AdvkitError(f"{path}: advkit metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or "model" not in meta or "arch" not in meta.get("model", {}):
-        raise AdvkitError(f"{path}: advkit metadata has no model architecture")
+    spec = meta.get("model") if isinstance(meta, dict) else None
+    if not (isinstance(spec, dict) and isinstance(spec.get("arch"), str)
+            and all(isinstance(spec.get(k), int) for k in ("num_classes", "in_chans", "input_size"))
+            and isinstance(spec.get("kwargs", {}), dict)):
+        raise AdvkitError(f"{path}: advkit metadata lacks a complete model architecture (arch, num_classes, "
+                          f"in_chans, input_size)")
     return meta
 
 

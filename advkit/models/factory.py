@@ -39,6 +39,13 @@ def _lenet(num_classes: int, in_chans: int, input_size: int, width: int = 32) ->
     return nets.LeNet(num_classes, in_chans, input_size, width)
 
 
+@register_model("small_cnn")
+def _small_cnn(num_classes: int, in_chans: int, input_size: int) -> nn.Module:
+    if input_size % 4:
+        raise AdvkitError(f"small_cnn needs an input size divisible by 4, got {input_size}")
+    return nets.SmallCNN(num_classes, in_chans, input_size)
+
+
 @register_model("preact_resnet18")
 def _preact_resnet18(num_classes: int, in_chans: int, input_size: int, width: int = 64) -> nn.Module:
     return nets.PreActResNet((2, 2, 2, 2), num_classes, in_chans, width)
@@ -71,8 +78,13 @@ def _load_local_weights(net: nn.Module, path: Path) -> None:
         from safetensors.torch import load_file
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+        except Exception as e:  # torch raises several types for foreign or corrupt files
+            raise AdvkitError(f"{path}: not a readable weights file ({type(e).__name__})") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise AdvkitError(f"{path}: holds no state dict")
     own = net.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fitting:

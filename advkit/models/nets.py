@@ -26,6 +26,23 @@ class LeNet(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+class SmallCNN(nn.Module):
+    """The fast adversarial training paper's MNIST net (Wong, Rice, Kolter 2020): two 4x4 stride-2 convs
+    (16, 32 channels) and a 100-unit hidden layer."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 16, 4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 4, stride=2, padding=1)
+        side = input_size // 4
+        self.fc1 = nn.Linear(32 * side * side, 100)
+        self.fc2 = nn.Linear(100, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
 class PreActBlock(nn.Module):
     expansion = 1
 

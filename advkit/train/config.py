@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ class DataConfig:
     download: bool = False          # let torchvision download a named dataset
     train_limit: int | None = None  # use only the first N training images (smoke runs)
     test_limit: int | None = None
+    augment: bool = False           # random crop (pad 4) + horizontal flip, on the batch (CIFAR recipes)
 
 
 @dataclass(frozen=True)
@@ -25,15 +27,66 @@ class ModelConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     name: str = "adam"              # sgd, adam, adamw
-    lr: float = 1e-3
+    lr: float = 1e-3                # peak learning rate for cyclic/cosine schedules
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 0.0
+    grad_clip: float | None = None  # max global grad norm
 
     def __post_init__(self) -> None:
         if self.name not in ("sgd", "adam", "adamw"):
             raise ValueError(f"unknown optimizer {self.name!r}; valid: sgd, adam, adamw")
-        if not self.lr > 0:
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "constant"          # constant, cosine, cyclic (0 -> lr -> 0, the fast-AT one-cycle), step
+    warmup_epochs: float = 0.0      # linear warm-up, in (fractional) epochs
+    peak: float = 0.4               # cyclic: where the peak sits, as a fraction of training (fast-AT: 2/5)
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step: fractions of training where lr *= gamma
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.name not in ("constant", "cosine", "cyclic", "step"):
+            raise ValueError(f"unknown schedule {self.name!r}; valid: constant, cosine, cyclic, step")
+        if not 0 < self.peak < 1:
+            raise ValueError(f"schedule.peak must be in (0, 1), got {self.peak}")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    name: str = "clean"             # clean, fgsm, fgsm_rs, pgd, trades (advkit.train.list_objectives())
+    eps: float = 0.0                # pixel units of norm (0.3 on MNIST, 8/255 on CIFAR)
+    alpha: float | None = None      # attack step; default per objective (fgsm_rs 1.25*eps, pgd 2.5*eps/steps)
+    steps: int = 10                 # pgd / trades attack steps
+    norm: str = "linf"
+    mix: float = 0.5                # fgsm: weight of the clean term
+    beta: float = 6.0               # trades: weight of the KL term
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n: int = 1000                   # fixed held-out subset (the first n test images) evaluated every epoch
+    eps: float | None = None        # PGD eps for the robust accuracy; default the objective's eps
+    steps: int = 10
+    restarts: int = 1
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Catastrophic-overfitting guard for one-step objectives (Wong et al. 2020): every epoch, PGD on a
+    held-out slice of the training set; when its robust accuracy collapses, roll back to the best epoch."""
+    enabled: bool = True            # applies to fgsm and fgsm_rs
+    n: int = 512                    # training images held out (the last n), never trained on
+    steps: int = 10
+    drop: float = 0.2               # collapse = guard robust accuracy below best - drop
+    action: str = "rollback"        # rollback (restore the best epoch's weights and stop) or stop
+
+    def __post_init__(self) -> None:
+        if self.action not in ("rollback", "stop"):
+            raise ValueError(f"guard.action must be rollback or stop, got {self.action!r}")
 
 
 @dataclass(frozen=True)
@@ -41,14 +94,29 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    objective: str = "clean"        # see advkit.train.list_objectives()
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     epochs: int = 2
-    batch_size: int = 128
+    batch_size: int = 128           # global: split across processes under torchrun
     eval_batch_size: int = 1000
+    label_smoothing: float = 0.0
+    ema: float | None = None        # decay of an exponential moving average of the weights (e.g. 0.999)
     seed: int = 0
     device: str = "auto"            # auto, cpu, cuda, cuda:N
+    amp: str = "none"               # none, bf16, fp16 (fp16 needs CUDA; uses a grad scaler)
+    channels_last: bool = False
+    compile: bool = False           # torch.compile the training forward
     deterministic: bool = False     # torch.use_deterministic_algorithms
+    tensorboard: bool = True        # when the tensorboard package is installed
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema must be in (0, 1), got {self.ema}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from advkit.config import to_yaml
 from advkit.models import Normalized, load
-from advkit.train.config import DataConfig, TrainConfig
+from advkit.train.config import TrainConfig
 from advkit.train.trainer import train_classifier
 from advkit.utils import cache_dir
 
@@ -18,7 +18,9 @@ DEFAULT_CONFIG = TrainConfig()  # lenet, MNIST, Adam 1e-3, 2 epochs, seed 0: ~98
 
 
 def default_model_path(cfg: TrainConfig = DEFAULT_CONFIG) -> Path:
-    key = hashlib.sha256(to_yaml(dataclasses.replace(cfg, data=DataConfig())).encode()).hexdigest()[:12]
+    # where the data lives does not change the model; everything else does
+    data = dataclasses.replace(cfg.data, root=None, download=False)
+    key = hashlib.sha256(to_yaml(dataclasses.replace(cfg, data=data)).encode()).hexdigest()[:12]
     return cache_dir() / f"default-{cfg.data.dataset}-{cfg.model.name}-{key}.safetensors"
 
 
@@ -28,7 +30,7 @@ def get_default_model(data_root: str | None = None, *, progress: bool = False,
     path = default_model_path(cfg)
     if path.is_file():
         return load(path), path, False
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root or cfg.data.root))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         train_classifier(cfg, tmp, progress=progress)

@@ -1,21 +1,37 @@
-"""Training objectives: ``objective(model, x, y) -> (loss, logits)``. Adversarial ones plug in here."""
+"""Training objectives: ``objective(model, x, y, *, attack_model=None, generator=None) -> (loss, logits)``.
+
+``get_objective(name, eps=..., ...)`` builds one. ``x`` is a batch in [0,1], ``eps`` is in pixel units of
+``norm``. The attack part runs on ``attack_model`` (default ``model``; the trainer passes the module inside a
+DDP wrapper) through :mod:`advkit.attacks`, which evaluates it in eval mode, restores its mode and never writes
+parameter ``.grad``; the training forward then runs ``model`` in the caller's mode. ``logits`` are the
+model's outputs on the inputs it trained on (the clean ones for ``clean``, ``fgsm`` and ``trades``), for train
+accuracy. ``loss_fn(logits, y) -> per-sample loss`` (default cross-entropy) is the attack's loss and the
+training loss alike, so 2-class detectors and discriminators with their own criterion train unchanged.
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
+import warnings
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advkit.attacks import attack_mode, fgsm as fgsm_attack, pgd as pgd_attack
+from advkit.attacks._common import LossFn, check_eps, default_loss
+from advkit.errors import AdvkitError
 from advkit.registry import Registry
 
-Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 _OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
 
 
 def register_objective(name: str):
-    """Register a factory ``(**params) -> objective``."""
+    """Register a factory ``(**params) -> objective``; it receives the parameters of :func:`get_objective`
+    that it names in its signature."""
     return _OBJECTIVES.register(name)
 
 
@@ -23,13 +39,117 @@ def list_objectives() -> list[str]:
     return _OBJECTIVES.names()
 
 
-def get_objective(name: str, **params) -> Objective:
-    return _OBJECTIVES.get(name)(**params)
+def get_objective(name: str, *, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
+                  norm: str = "linf", mix: float = 0.5, beta: float = 6.0,
+                  loss_fn: LossFn | None = None) -> Objective:
+    """The objective ``name`` (see :func:`list_objectives`).
+
+    ``eps``: attack radius in pixel units of ``norm`` (``linf`` or ``l2``); ``alpha``: attack step (default
+    ``1.25*eps`` for ``fgsm_rs``, ``2.5*eps/steps`` for ``pgd`` and ``trades``); ``steps``: attack steps of
+    ``pgd`` and ``trades``; ``mix``: weight of the clean term of ``fgsm``; ``beta``: weight of the KL term
+    of ``trades``; ``loss_fn``: per-sample loss, default cross-entropy. Parameters an objective does not
+    use are ignored. Bad values raise :class:`AdvkitError`; a step larger than ``eps`` warns.
+    """
+    factory = _OBJECTIVES.get(name)
+    eps = check_eps(eps, norm)
+    if alpha is not None and not (math.isfinite(alpha) and alpha >= 0):
+        raise AdvkitError(f"alpha must be finite and >= 0, got {alpha}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise AdvkitError(f"steps must be an integer >= 1, got {steps!r}")
+    if not 0 <= mix <= 1:
+        raise AdvkitError(f"mix must be in [0, 1], got {mix}")
+    if not (math.isfinite(beta) and beta >= 0):
+        raise AdvkitError(f"beta must be finite and >= 0, got {beta}")
+    # fgsm_rs steps 1.25*eps from a random start by design (Wong et al.); beyond 2*eps it only clips.
+    limit = 2 * eps if name == "fgsm_rs" else eps
+    if alpha is not None and alpha > limit and name in ("fgsm_rs", "pgd", "trades"):
+        warnings.warn(f"{name}: attack step alpha={alpha} is larger than {'2*' if name == 'fgsm_rs' else ''}"
+                      f"eps={eps}", UserWarning, stacklevel=2)
+    params = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, mix=mix, beta=beta,
+                  loss_fn=loss_fn or default_loss)
+    wanted = inspect.signature(factory).parameters
+    return factory(**{k: v for k, v in params.items() if k in wanted})
+
+
+def _adversarial(loss_fn: LossFn, **attack_kw) -> Objective:
+    """Train on ``advkit.attacks.pgd(**attack_kw)`` inputs only (fgsm_rs and pgd)."""
+    def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_model: nn.Module | None = None,
+                  generator: torch.Generator | None = None):
+        attacked = model if attack_model is None else attack_model
+        x_adv = pgd_attack(attacked, x, y, loss=loss_fn, generator=generator, **attack_kw)
+        logits = model(x_adv)
+        return loss_fn(logits, y).mean(), logits
+    return objective
 
 
 @register_objective("clean")
-def clean() -> Objective:
-    def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+def clean(loss_fn: LossFn = default_loss) -> Objective:
+    """Standard training on clean inputs."""
+    def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_model: nn.Module | None = None,
+                  generator: torch.Generator | None = None):
         logits = model(x)
-        return F.cross_entropy(logits, y), logits
+        return loss_fn(logits, y).mean(), logits
+    return objective
+
+
+@register_objective("fgsm")
+def fgsm(eps: float, norm: str = "linf", mix: float = 0.5, loss_fn: LossFn = default_loss) -> Objective:
+    """Goodfellow et al. 2015: ``mix*J(x) + (1-mix)*J(x + eps*sign(grad_x J))``. Defends FGSM and falls to
+    iterative attacks. Returns the clean logits."""
+    if norm != "linf":
+        raise AdvkitError(f"fgsm is an L-inf objective, got norm={norm!r} (use pgd for l2)")
+
+    def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_model: nn.Module | None = None,
+                  generator: torch.Generator | None = None):
+        attacked = model if attack_model is None else attack_model
+        x_adv = fgsm_attack(attacked, x, y, eps=eps, loss=loss_fn)
+        logits = model(x)
+        loss = mix * loss_fn(logits, y).mean() + (1 - mix) * loss_fn(model(x_adv), y).mean()
+        return loss, logits
+    return objective
+
+
+@register_objective("fgsm_rs")
+def fgsm_rs(eps: float, alpha: float | None = None, norm: str = "linf",
+            loss_fn: LossFn = default_loss) -> Objective:
+    """Fast adversarial training (Wong, Rice, Kolter 2020): a uniform random start in the eps-ball, one
+    step of ``alpha`` (default ``1.25*eps``), projected to the ball and [0,1]. The catastrophic-overfitting
+    guard is the trainer's."""
+    return _adversarial(loss_fn, eps=eps, alpha=1.25 * eps if alpha is None else alpha, steps=1, norm=norm,
+                        random_start=True)
+
+
+@register_objective("pgd")
+def pgd(eps: float, alpha: float | None = None, steps: int = 10, norm: str = "linf",
+        loss_fn: LossFn = default_loss) -> Objective:
+    """Madry et al. 2018: train on PGD-``steps`` inputs (random start, step ``alpha``, default
+    ``2.5*eps/steps``)."""
+    return _adversarial(loss_fn, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=True)
+
+
+def _kl(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``KL(p_clean || softmax(logits_adv))``, in fp32."""
+    return F.kl_div(F.log_softmax(logits_adv.float(), 1), p_clean, reduction="none").sum(1)
+
+
+@register_objective("trades")
+def trades(eps: float, alpha: float | None = None, steps: int = 10, norm: str = "linf", beta: float = 6.0,
+           loss_fn: LossFn = default_loss) -> Objective:
+    """TRADES (Zhang et al. 2019): ``loss_fn(f(x), y) + beta * KL(softmax(f(x)) || softmax(f(x_adv)))``,
+    KL averaged over the batch, where ``x_adv`` maximizes the KL by PGD. Returns the clean logits.
+
+    The attack's target distribution is the model's on clean ``x`` in eval mode, as in the paper's code.
+    The KL gradient is exactly zero at ``x_adv = x``, so PGD needs a random start; TRADES used
+    ``x + 0.001*randn``, we use PGD's uniform start in the eps-ball (``generator`` seeds it).
+    """
+    def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_model: nn.Module | None = None,
+                  generator: torch.Generator | None = None):
+        attack_model = model if attack_model is None else attack_model
+        with torch.no_grad(), attack_mode(attack_model):
+            p_clean = F.softmax(attack_model(x).float(), 1)
+        x_adv = pgd_attack(attack_model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=True,
+                           loss=lambda logits, _: _kl(logits, p_clean), generator=generator)
+        logits = model(x)
+        kl = _kl(model(x_adv), F.softmax(logits.float(), 1)).mean()
+        return loss_fn(logits, y).mean() + beta * kl, logits
     return objective

@@ -1,0 +1,203 @@
+"""The training engine: resume after SIGKILL, DDP on gloo, schedules, the overfitting guard, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from advkit.config import load_config
+from advkit.errors import AdvkitError
+from advkit.train import TrainConfig, train_classifier
+from advkit.train.config import ScheduleConfig
+from advkit.train.schedules import lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.train_limit=2048", "data.test_limit=256", "eval.n=128", "batch_size=64", "model.name=small_cnn",
+        "tensorboard=false", f"data.root={REPO / 'datasets'}"]
+
+
+def _cfg(*sets: str) -> TrainConfig:
+    return load_config(TrainConfig, None, [*TINY, *sets])
+
+
+def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "advkit", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def _assert_same_weights(a: Path, b: Path, **tol) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        if tol:
+            torch.testing.assert_close(wa[k], wb[k], **tol)
+        else:
+            assert torch.equal(wa[k], wb[k]), k
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    sets = [*TINY, "epochs=6", "data.train_limit=6000", "objective.name=fgsm_rs", "objective.eps=0.1",
+            "deterministic=true", "device=cpu"]
+    flags = [a for s in sets for a in ("--set", s)]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    p = _cli("train", "classifier", *flags, "--out", str(full))
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+
+    p = _cli("train", "classifier", *flags, "--out", str(killed))
+    metrics = killed / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
+    ckpt = torch.load(killed / "last.ckpt", weights_only=True)
+    assert 1 <= ckpt["epoch"] < 6  # metrics.jsonl is written just before last.ckpt
+
+    p = _cli("train", "classifier", *flags, "--out", str(killed), "--resume")
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    _assert_same_weights(full / "model.safetensors", killed / "model.safetensors")
+    lines_full = [json.loads(l) for l in (full / "metrics.jsonl").read_text().splitlines()]
+    lines_res = [json.loads(l) for l in metrics.read_text().splitlines()]
+    assert [m["epoch"] for m in lines_res] == [1, 2, 3, 4, 5, 6]
+    assert [m["train_loss"] for m in lines_res] == [m["train_loss"] for m in lines_full]
+
+
+def test_ddp_two_processes_on_gloo_match_one_process(tmp_path):
+    sets = ["epochs=1", "optim.name=sgd", "optim.lr=0.05", "device=cpu"]
+    flags = [a for s in [*TINY, *sets] for a in ("--set", s)]
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "advkit", "train", "classifier", *flags, "--out", str(tmp_path / "ddp")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.count("final:") == 1  # rank 0 alone reports
+    single = subprocess.run([sys.executable, "-m", "advkit", "train", "classifier", *flags, "--out",
+                             str(tmp_path / "one")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    # same global batches, gradients averaged over ranks: equal up to float summation order
+    _assert_same_weights(tmp_path / "ddp" / "model.safetensors", tmp_path / "one" / "model.safetensors",
+                         atol=1e-5, rtol=1e-4)
+    m_ddp = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
+    m_one = json.loads((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert m_ddp["clean_acc"] == pytest.approx(m_one["clean_acc"], abs=1 / 128)
+    assert m_ddp["train_loss"] == pytest.approx(m_one["train_loss"], rel=1e-4)
+
+
+def test_resume_with_another_config_names_the_difference(tmp_path):
+    train_classifier(_cfg("epochs=1"), tmp_path)
+    with pytest.raises(AdvkitError, match=r"optim\.lr: 0\.001 -> 0\.01"):
+        train_classifier(_cfg("epochs=1", "optim.lr=0.01"), tmp_path, resume=True)
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import advkit.train.trainer as trainer
+
+    real = trainer.atomic_write_bytes
+    calls = {"n": 0}
+
+    def flaky(path, data):
+        if Path(path).name == "last.ckpt":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                # what a full disk looks like: the temp file cannot be written
+                raise OSError(28, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(trainer, "atomic_write_bytes", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        train_classifier(_cfg("epochs=3"), tmp_path)
+    st = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert st["epoch"] == 1
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_guard_rolls_back_to_the_best_epoch_on_collapse(tmp_path, monkeypatch):
+    import advkit.train.trainer as trainer
+
+    real = trainer._accuracies
+    guard_accs = iter([0.5, 0.7, 0.1, 0.1])  # collapse at epoch 3
+
+    def fake(model, data, idx, eps, *args):
+        clean, robust = real(model, data, idx, 0.0, *args)
+        return (clean, next(guard_accs)) if data is not None and len(idx) <= 512 and eps > 0 and _is_guard[0] \
+            else (clean, robust)
+
+    _is_guard = [False]
+
+    def accuracies(model, data, idx, eps, steps, restarts, bs, device, autocast, seed, d):
+        _is_guard[0] = seed == 3  # cfg.seed + 3 is the guard's stream
+        return fake(model, data, idx, eps, steps, restarts, bs, device, autocast, seed, d)
+
+    monkeypatch.setattr(trainer, "_accuracies", accuracies)
+    model, metrics = train_classifier(_cfg("epochs=4", "objective.name=fgsm_rs", "objective.eps=0.1"), tmp_path)
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]  # stopped at the collapse
+    assert lines[-1]["catastrophic_overfitting"]["best_epoch"] == 2
+    assert metrics["epoch"] == 2 and metrics["catastrophic_overfitting"]["epoch"] == 3
+    _assert_same_weights(tmp_path / "best.safetensors", tmp_path / "model.safetensors")
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["metrics"]["catastrophic_overfitting"]["action"] == "rollback"
+
+
+@pytest.mark.parametrize("name, t, expected", [
+    ("constant", 0.7, 1.0), ("cyclic", 0.0, 0.0), ("cyclic", 0.2, 0.5), ("cyclic", 0.4, 1.0),
+    ("cyclic", 0.7, 0.5), ("cyclic", 1.0, 0.0), ("cosine", 0.0, 1.0), ("cosine", 0.5, 0.5), ("cosine", 1.0, 0.0),
+    ("step", 0.49, 1.0), ("step", 0.5, 0.1), ("step", 0.8, 0.01)])
+def test_schedules(name, t, expected):
+    total = 1000
+    assert lr_factor(ScheduleConfig(name=name), round(t * total), total, 100) == pytest.approx(expected, abs=1e-9)
+
+
+def test_warmup_ramps_linearly():
+    cfg = ScheduleConfig(name="constant", warmup_epochs=1.0)
+    assert [lr_factor(cfg, s, 1000, 100) for s in (0, 49, 99, 100)] == pytest.approx([0.01, 0.5, 1.0, 1.0])
+
+
+def test_bf16_channels_last_label_smoothing_ema_grad_clip_on_cpu(tmp_path):
+    model, metrics = train_classifier(_cfg("epochs=1", "amp=bf16", "channels_last=true", "label_smoothing=0.1",
+                                           "ema=0.9", "optim.grad_clip=1.0", "objective.name=pgd",
+                                           "objective.eps=0.1", "objective.steps=2"), tmp_path)
+    assert 0.3 < metrics["clean_acc"] <= 1.0
+    assert 0.0 <= metrics["robust_acc"] < metrics["clean_acc"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["objective.name=madry"], "unknown objective 'madry'"),
+    (["objective.name=pgd", "objective.eps=1.5"], "eps 1.5 > 1"),
+    (["objective.name=pgd", "objective.eps=-0.1"], "eps must be finite and >= 0"),
+    (["device=cuda"], "CUDA is not available"),
+    (["amp=fp16", "device=cpu"], "fp16 needs a CUDA device"),
+    (["batch_size=0"], "must be >= 1"),
+])
+def test_bad_config_is_one_clear_line(tmp_path, sets, message):
+    if "device=cuda" in sets and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    p = _cli("train", "classifier", *[a for s in [*TINY, *sets] for a in ("--set", s)], "--out", str(tmp_path / "o"))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, err
+    assert message in err and err.startswith("advkit: error:") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_step_larger_than_eps_warns():
+    with pytest.warns(UserWarning, match="larger than eps|alpha"):
+        train_classifier(_cfg("epochs=1", "data.train_limit=256", "objective.name=pgd", "objective.eps=0.1",
+                              "objective.alpha=0.2", "objective.steps=2"))
