@@ -175,7 +175,7 @@ def test_adversarial_loss_well_above_clean_on_trained_model(trained_lenet, mnist
     clean, _ = get_objective("clean")(model, x, y)
     loss, _ = get_objective(name, eps=EPS, mix=0.0)(model, x, y, generator=_gen())
     assert 0 < clean < 0.2  # a trained model (~97% accurate) ...
-    assert loss > 2 * clean  # ... whose loss the attack multiplies (measured: 8x to 50x)
+    assert loss > 2 * clean  # ... whose loss the attack multiplies (measured: 8.6x to 57x)
 
 
 @pytest.mark.parametrize("eps, norm", [(-0.1, "linf"), (math.nan, "linf"), (math.inf, "l2"), (1.5, "linf")])

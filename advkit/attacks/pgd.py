@@ -27,13 +27,13 @@ def _random_start(x0: torch.Tensor, eps: float, norm: str, gen: torch.Generator 
     g = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
     g = g / per_sample_norm(g, "l2").clamp_min(_TINY).view(-1, *[1] * (x0.ndim - 1))
     r = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype).pow(1.0 / d) * eps
-    return (x0 + g * r.view(-1, *[1] * (x0.ndim - 1))).clamp(0, 1)
+    return x0 + g * r.view(-1, *[1] * (x0.ndim - 1))
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float | None = None,
         steps: int = 10, norm: str = "linf", random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss: LossFn | None = None,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, box_start: bool = True) -> torch.Tensor:
     """Projected gradient descent on the loss, in pixel space.
 
     ``x`` in [0,1]; ``eps`` in pixel units of ``norm`` (``linf`` or ``l2``); ``alpha`` (step) defaults to
@@ -41,6 +41,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     first, then the highest loss. ``loss(logits, y)`` returns per-sample losses (default cross-entropy);
     targeted attacks descend it towards the classes ``y``. ``generator`` seeds the random start.
     ``x`` and ``delta`` stay fp32; only the model's forward runs under a caller's autocast.
+    ``box_start=False`` takes the first gradient at the random start before it is clipped to [0,1], as the
+    fast adversarial training reference code does (it matters: on MNIST at eps 0.3 it separates ~89% from
+    ~60% PGD robust accuracy); every returned point is still inside the box and the eps-ball.
     """
     eps = check_eps(eps, norm)
     check_inputs(x, y)
@@ -60,8 +63,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
         for _ in range(restarts):
             if random_start and eps > 0:
                 x_adv = _random_start(x0, eps, norm, generator)
-                if norm == "linf":
-                    x_adv = torch.clamp(x_adv, lo, hi)
+                if box_start:
+                    x_adv = torch.clamp(x_adv, lo, hi) if norm == "linf" else x_adv.clamp_(0, 1)
             else:
                 x_adv = x0.clone()
             for _ in range(steps):
@@ -72,7 +75,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
                     labels_checked = True
                 (g,) = torch.autograd.grad(loss_fn(logits, y).sum(), x_adv)
                 with torch.no_grad():
-                    if norm == "linf":
+                    if norm == "linf":  # the ball-and-box projection, one clamp
                         x_adv = torch.clamp(x_adv + (sign * alpha) * g.sign(), lo, hi)
                     else:
                         gn = per_sample_norm(g, "l2").clamp_min(_TINY).view(-1, *[1] * (g.ndim - 1))
