@@ -42,8 +42,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     targeted attacks descend it towards the classes ``y``. ``generator`` seeds the random start.
     ``x`` and ``delta`` stay fp32; only the model's forward runs under a caller's autocast.
     ``box_start=False`` takes the first gradient at the random start before it is clipped to [0,1], as the
-    fast adversarial training reference code does (it matters: on MNIST at eps 0.3 it separates ~89% from
-    ~60% PGD robust accuracy); every returned point is still inside the box and the eps-ball.
+    fast adversarial training reference code does (it matters: fast-AT on MNIST at eps 0.3 reaches ~89% PGD
+    accuracy with it and collapsed without it); every returned point is still inside the box and the eps-ball.
     """
     eps = check_eps(eps, norm)
     check_inputs(x, y)

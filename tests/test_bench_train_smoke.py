@@ -1,0 +1,38 @@
+"""Smoke runs of the training benchmarks: they run end to end and write sane figures (the figures themselves
+come from full runs, recorded in bench/results/)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, out: Path, *args: str) -> dict:
+    p = subprocess.run([sys.executable, str(REPO / "bench" / script), "--quick", "--out", str(out), *args],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_train_mnist_quick(tmp_path):
+    r = _run("train_mnist.py", tmp_path / "t.json", "--run-dir", str(tmp_path / "run"))
+    assert r["quick"] is True and r["n_test"] == 200
+    assert 0.3 < r["clean_acc"] <= 1.0  # one epoch on 2,000 images still learns the digits
+    assert 0.0 <= r["pgd5_r1_acc"] < r["clean_acc"]
+    assert r["machine"]["cpu_count"] >= 1 and r["train_wall_s"] > 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_train_speed_quick(tmp_path):
+    r = _run("train_speed.py", tmp_path / "s.json")
+    (row,) = r["rows"]
+    med = row["median_epoch_s"]
+    assert all(math.isfinite(v) and v > 0 for v in med.values())
+    # an fgsm_rs epoch does more work than a clean one and PGD-10 more than fgsm_rs; loose two-sided bounds
+    assert 1.2 < row["ratio_to_clean"]["fgsm_rs"] < 6
+    assert row["ratio_to_clean"]["fgsm_rs"] < row["ratio_to_clean"]["pgd10"] < 30
