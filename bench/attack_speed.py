@@ -165,10 +165,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_methods(run: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+def as_tensor(out: object, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(out).to(like.device, like.dtype)
+
+
+def time_methods(run: dict[str, Callable[[], object]], rounds: int, device: torch.device,
+                 check: Callable[[object], dict] | None = None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Warm-up (whose outputs ``check`` sanity-checks), then ``rounds`` interleaved timed rounds."""
     names = list(run)
+    checks = {}
     for n in names:  # warm-up: kernels, oneDNN primitives, lazy imports
-        run[n]()
+        out = run[n]()
+        if check is not None and n != "floor":
+            checks[n] = check(out)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for n in names[r % len(names):] + names[:r % len(names)]:  # rotate, so no method always goes first
@@ -177,7 +186,7 @@ def time_methods(run: dict[str, Callable[[], object]], rounds: int, device: torc
             run[n]()
             sync(device)
             times[n].append(time.perf_counter() - t0)
-    return times
+    return times, checks
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -299,13 +308,26 @@ def bench_config(name: str, quick: bool, device: torch.device, rounds: int | Non
     alpha = 2.5 * eps / STEPS
     model, x, y, data = build(name, batch, device)
     run, skipped, versions = methods(model, x, y, eps, alpha, device)
-    times = time_methods(run, rounds, device)
+
+    def check(out: object) -> dict:  # every method really ran PGD: inside the ball and the box, loss raised
+        xa = as_tensor(out, x)
+        with torch.no_grad():
+            loss = F.cross_entropy(model(xa), y).item()
+        return {"linf": (xa - x).abs().max().item(), "in_box": bool(xa.min() >= 0 and xa.max() <= 1),
+                "loss": loss}
+
+    with torch.no_grad():
+        clean_loss = F.cross_entropy(model(x), y).item()
+    times, checks = time_methods(run, rounds, device, check)
     floor = statistics.median(times["floor"])
     rows = {}
     for n, ts in times.items():
         med = statistics.median(ts)
         rows[n] = {"label": label(n), "median_s": med, "ratio_to_floor": med / floor, "images_per_s": batch / med,
-                   "spread": (max(ts) - min(ts)) / med, "all_s": ts}
+                   "min_s": min(ts), "spread": (max(ts) - min(ts)) / med,
+                   # the same round's floor is timed next to it: a ratio that background load moves less
+                   "paired_ratio_to_floor": statistics.median(t / f for t, f in zip(ts, times["floor"])),
+                   "all_s": ts}
     peers = {n: r["median_s"] for n, r in rows.items() if n not in ("floor", "advkit")}
     fastest = min(peers, key=peers.get) if peers else None
     adv = rows["advkit"]["median_s"]
@@ -318,7 +340,8 @@ def bench_config(name: str, quick: bool, device: torch.device, rounds: int | Non
         mem.update(target=MEMORY_TARGET, meets_target=mem["ratio"] <= MEMORY_TARGET)
     return {"name": name, "model": c["model"], "input": [c["in_chans"], c["size"], c["size"]], "batch": batch,
             "eps": eps, "alpha": alpha, "steps": STEPS, "data": data, "rounds": rounds, "methods": rows,
-            "skipped": skipped, "peer_versions": versions, "targets": targets, "memory": mem}
+            "skipped": skipped, "peer_versions": versions, "targets": targets, "memory": mem,
+            "sanity": {"clean_loss": clean_loss, "outputs": checks}}
 
 
 def mib(b: float) -> str:
@@ -329,12 +352,19 @@ def print_config(r: dict) -> None:
     print(f"\n{r['name']}: {r['model']} {'x'.join(map(str, r['input']))}, batch {r['batch']}, eps {r['eps']:.4g}, "
           f"alpha {r['alpha']:.4g}, PGD-{r['steps']}, median of {r['rounds']} rounds; data: {r['data']}")
     w = max(len(m["label"]) for m in r["methods"].values())
-    print(f"  {'method':<{w}}  {'median s':>9}  {'x floor':>7}  {'images/s':>9}  {'spread':>6}")
+    print(f"  {'method':<{w}}  {'median s':>9}  {'x floor':>7}  {'images/s':>9}  {'min s':>8}  {'paired':>7}  "
+          f"{'spread':>6}")
     for m in r["methods"].values():
         print(f"  {m['label']:<{w}}  {m['median_s']:>9.4f}  {m['ratio_to_floor']:>6.3f}x  {m['images_per_s']:>9.1f}  "
-              f"{m['spread']:>6.1%}")
+              f"{m['min_s']:>8.4f}  {m['paired_ratio_to_floor']:>6.3f}x  {m['spread']:>6.1%}")
+    print("  (x floor: median / floor's median; paired: median over rounds of time / that round's floor; "
+          "spread: (max - min) / median)")
     for n, why in r["skipped"].items():
         print(f"  {LABELS[n]}: skipped, {why}")
+    bad = [n for n, c in r["sanity"]["outputs"].items() if c["linf"] > r["eps"] + 1e-5 or not c["in_box"]]
+    print("  outputs: " + ", ".join(f"{n} loss {c['loss']:.2f}" for n, c in r["sanity"]["outputs"].items())
+          + f" (clean {r['sanity']['clean_loss']:.2f}); " + (f"OUTSIDE the eps-ball or box: {bad}" if bad
+                                                             else "all inside the eps-ball and the box"))
     t = r["targets"]
     print(f"  advkit / floor = {t['advkit_vs_floor']:.3f} (target <= {FLOOR_TARGET}: "
           f"{'met' if t['meets_floor_target'] else 'MISSED'})", end="")

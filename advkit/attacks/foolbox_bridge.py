@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import nn
 
 from advkit.attacks._common import attack_mode, check_inputs, check_labels
 from advkit.errors import AdvkitError
 
-# Not an attack on its own: needs to be fed a dataset of other samples first.
-_EXCLUDED = {"DatasetAttack"}
+log = logging.getLogger(__name__)
+
+# Not attacks on their own: DatasetAttack must be fed other samples first; BinarizationRefinementAttack
+# refines the result of another attack (it needs its starting points). PointwiseAttack fails inside
+# foolbox 3.3.4 itself (it reads a `_distance` it never sets).
+_EXCLUDED = {"DatasetAttack", "BinarizationRefinementAttack", "PointwiseAttack"}
+# The Brendel-Bethge attacks need numba, an optional dependency: listed only when it is installed.
+_NEEDS_NUMBA = {"L0BrendelBethgeAttack", "L1BrendelBethgeAttack", "L2BrendelBethgeAttack",
+                "LinfinityBrendelBethgeAttack"}
+TARGETED_ONLY = {"GenAttack"}
+_DISTANCES = ("linf", "l2", "l1", "l0")
 
 
 @lru_cache(maxsize=1)
@@ -28,9 +39,12 @@ def foolbox_attack_names() -> tuple[str, ...]:
         import foolbox
     except ImportError:  # foolbox is a dependency, but keep the native attacks usable without it
         return ()
+    import importlib.util
+
+    skip = _EXCLUDED | (set() if importlib.util.find_spec("numba") else _NEEDS_NUMBA)
     base = foolbox.attacks.base.Attack
     names = [n for n, c in vars(foolbox.attacks).items()
-             if isinstance(c, type) and issubclass(c, base) and not inspect.isabstract(c) and n not in _EXCLUDED]
+             if isinstance(c, type) and issubclass(c, base) and not inspect.isabstract(c) and n not in skip]
     return tuple(sorted(names))
 
 
@@ -46,6 +60,8 @@ def _norm_of(attack) -> str:
 def make_foolbox_attack(name: str, **kwargs):
     """Instantiate ``foolbox.attacks.<name>(**kwargs)``; unknown names list the valid ones."""
     names = foolbox_attack_names()
+    if name in _NEEDS_NUMBA and name not in names:
+        raise AdvkitError(f"foolbox:{name} needs numba: pip install numba")
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean 'foolbox:{close[0]}'?)" if close else ""
@@ -53,8 +69,15 @@ def make_foolbox_attack(name: str, **kwargs):
                           f"{', '.join('foolbox:' + n for n in names)}")
     import foolbox
 
+    cls = getattr(foolbox.attacks, name)
+    if "distance" in inspect.signature(cls.__init__).parameters:
+        # attacks that measure in a norm of the caller's choosing: name it as advkit does (default l2)
+        dist = kwargs.pop("distance", "l2")
+        if dist not in _DISTANCES:
+            raise AdvkitError(f"foolbox:{name}: distance must be one of {', '.join(_DISTANCES)}, got {dist!r}")
+        kwargs["distance"] = getattr(foolbox.distances, dist)
     try:
-        return getattr(foolbox.attacks, name)(**kwargs)
+        return cls(**kwargs)
     except TypeError as e:
         raise AdvkitError(f"foolbox:{name}: {e}") from None
 
@@ -67,12 +90,15 @@ def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
                 targeted: bool = False, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
     """Run foolbox attack ``name`` at ``eps`` (pixel units, in the attack's own norm).
 
-    Foolbox draws its randomness from torch's global RNG; with ``generator`` the run is seeded from it
-    inside a forked RNG, so results repeat and the caller's global RNG is untouched.
+    Foolbox draws its randomness from torch's and numpy's global RNGs; with ``generator`` both are seeded
+    from it for the run and restored afterwards, so results repeat and the caller's RNGs are untouched.
     """
     import foolbox
 
     attack = make_foolbox_attack(name, **kwargs)
+    if name in TARGETED_ONLY and not targeted:
+        raise AdvkitError(f"foolbox:{name} supports targeted attacks only: pass targeted=True (--targeted) "
+                          f"with target labels")
     check_inputs(x, y)
     eps = float(eps)
     if not math.isfinite(eps) or eps < 0:
@@ -82,15 +108,53 @@ def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
         with torch.no_grad():
             check_labels(model(x0[:1]), y)  # only the class count is needed
         fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=x0.device)
-        criterion = (foolbox.criteria.TargetedMisclassification(y) if targeted
-                     else foolbox.criteria.Misclassification(y))
         devices = [x0.device] if x0.device.type == "cuda" else []
+        np_state = np.random.get_state() if generator is not None else None
         with torch.random.fork_rng(devices=devices, enabled=generator is not None):
             if generator is not None:
-                torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator,
-                                                    device=generator.device)))
+                seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+                torch.manual_seed(seed)
+                np.random.seed(seed % 2**32)
             try:
-                _, clipped, _ = attack(fmodel, x0, criterion, epsilons=eps)
+                clipped = _run(attack, fmodel, x0, y, targeted, eps)
             except (NotImplementedError, ValueError) as e:
                 raise AdvkitError(f"foolbox:{name} cannot run here: {e}") from None
-    return clipped.detach().to(x.dtype)
+            finally:
+                if np_state is not None:
+                    np.random.set_state(np_state)
+    clipped = clipped.detach()
+    bad = ~torch.isfinite(clipped).flatten(1).all(1)
+    if bad.any():  # e.g. VirtualAdversarialAttack normalizing a zero gradient: no attack, not NaN
+        log.warning("foolbox:%s produced non-finite values for %d sample(s); returned unchanged", name,
+                    int(bad.sum()))
+        clipped = torch.where(bad.view(-1, *[1] * (x0.ndim - 1)), x0, clipped)
+    return clipped.to(x.dtype)
+
+
+def _criterion(y: torch.Tensor, targeted: bool):
+    import foolbox
+
+    return foolbox.criteria.TargetedMisclassification(y) if targeted else foolbox.criteria.Misclassification(y)
+
+
+def _run(attack, fmodel, x: torch.Tensor, y: torch.Tensor, targeted: bool, eps: float) -> torch.Tensor:
+    """Decision-based attacks (Boundary, HopSkipJump) need an adversarial starting point for every sample and
+    fail the whole batch when their init attack finds none; then each sample runs alone, and a sample with
+    no starting point is returned unchanged: that attack did not fool it."""
+    try:
+        return attack(fmodel, x, _criterion(y, targeted), epsilons=eps)[1]
+    except ValueError as e:
+        if "init_attack failed" not in str(e) or x.shape[0] == 1:
+            raise
+    out, skipped = [], 0
+    for i in range(x.shape[0]):
+        try:
+            out.append(attack(fmodel, x[i:i + 1], _criterion(y[i:i + 1], targeted), epsilons=eps)[1])
+        except ValueError as e:
+            if "init_attack failed" not in str(e):
+                raise
+            out.append(x[i:i + 1])
+            skipped += 1
+    log.info("%s: no adversarial starting point for %d of %d samples; returned unchanged",
+             type(attack).__name__, skipped, x.shape[0])
+    return torch.cat(out)
