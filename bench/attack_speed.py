@@ -265,7 +265,8 @@ def mem_child(spec: dict) -> dict:
 
 
 def spawn(spec: dict) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--mem-child", json.dumps(spec)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(torch.get_num_threads()),
+           "--mem-child", json.dumps(spec)]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)  # stderr holds the profiler's chatter
     if p.returncode != 0:
         raise RuntimeError(f"memory child {spec} failed:\n{p.stderr[-2000:]}")
@@ -431,8 +432,12 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per method (default per config)")
     ap.add_argument("--out", default=str(RESULTS / "attack_speed.json"))
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch.set_num_threads (default: torch's own choice, left as it is)")
     ap.add_argument("--mem-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.mem_child:
         print(json.dumps(mem_child(json.loads(args.mem_child))))
         return
