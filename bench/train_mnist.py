@@ -45,11 +45,12 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/train_<config>.json)")
     ap.add_argument("--run-dir", default=None, help="where the training run writes (default a temp folder)")
     args = ap.parse_args()
-    sets = list(args.set)
     steps, restarts, n_test = 50, 10, None
-    if args.quick:
-        sets += ["data.train_limit=2000", "data.test_limit=500", "epochs=1", "eval.n=100"]
+    sets = []
+    if args.quick:  # the user's --set still wins
+        sets = ["data.train_limit=2000", "data.test_limit=500", "epochs=1", "eval.n=100"]
         steps, restarts, n_test = 5, 1, 200
+    sets += args.set
     cfg = load_config(TrainConfig, args.config, sets)
     name = Path(args.config).stem
     import tempfile
