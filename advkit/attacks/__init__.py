@@ -20,11 +20,12 @@ from advkit.attacks._common import NORMS, attack_mode, per_sample_norm
 from advkit.attacks.fgsm import fgsm
 from advkit.attacks.foolbox_bridge import foolbox_attack_names, foolbox_norm, run_foolbox
 from advkit.attacks.pgd import pgd
+from advkit.attacks.square import square
 from advkit.errors import AdvkitError
 from advkit.registry import Registry
 
-__all__ = ["fgsm", "pgd", "Attack", "get_attack", "list_attacks", "register_attack", "per_sample_norm",
-           "attack_mode", "NORMS"]
+__all__ = ["fgsm", "pgd", "square", "Attack", "get_attack", "list_attacks", "register_attack",
+           "per_sample_norm", "attack_mode", "NORMS"]
 
 _ATTACKS: Registry[Callable[..., torch.Tensor]] = Registry("attack")
 
@@ -36,6 +37,7 @@ def register_attack(name: str):
 
 _ATTACKS.add("fgsm", fgsm)
 _ATTACKS.add("pgd", pgd)
+_ATTACKS.add("square", square)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def attack_mode(model: nn.Module) -> Iterator[None]:
     """Run the attack with the model in eval mode and its parameters frozen, then restore both exactly.
 
-    Freezing keeps any ``.backward()`` (foolbox's) from writing parameter ``.grad`` and lets autograd skip
+    Gradients are enabled inside, so an attack called under ``torch.no_grad()`` still works. Freezing keeps any ``.backward()`` (foolbox's) from writing parameter ``.grad`` and lets autograd skip
     weight gradients; restoring each module's own flag keeps mixed train/eval models as they were.
     """
     modes = [(m, m.training) for m in model.modules()]
@@ -30,7 +30,8 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
     for p in frozen:
         p.requires_grad_(False)
     try:
-        yield
+        with torch.enable_grad():  # attacks need input gradients even when called under no_grad
+            yield
     finally:
         for p in frozen:
             p.requires_grad_(True)

@@ -1,0 +1,38 @@
+"""``advkit report``: work with evaluation reports (``diff`` now)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.group()
+def report() -> None:
+    """Work with evaluation reports (report.json)."""
+
+
+@report.command()
+@click.argument("old", metavar="OLD.json")
+@click.argument("new", metavar="NEW.json")
+@click.option("--tol", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Accuracy change treated as noise, as a fraction (0.01 = one point).")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON instead of text.")
+def diff(old: str, new: str, tol: float, as_json: bool) -> None:
+    """Compare two reports; exit 1 when NEW regressed against OLD.
+
+    A regression is an accuracy drop beyond --tol (clean, worst case or one attack), a gate that passed and
+    now fails, or a model, threat model, eps or attack no longer evaluated.
+    """
+    import dataclasses
+
+    from advkit.report import diff_reports, format_diff, load_report
+
+    result = diff_reports(load_report(old), load_report(new), tol=tol)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2, allow_nan=False))
+    else:
+        click.echo(format_diff(result), nl=False)
+    if result.regressed:
+        sys.exit(1)  # not ctx.exit: click's non-standalone main() would swallow that code

@@ -1,0 +1,256 @@
+"""The evaluation config: models, data, threat models with their attack suites, checks and gates.
+
+Everything is validated when the config is loaded (unknown keys, unsorted eps, attacks that do not exist or
+take no such parameter, an attack whose norm is not the threat model's), so a run never dies half-way on a
+typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from advkit.attacks import get_attack
+from advkit.attacks._common import NORMS, check_eps
+from advkit.config import parse_number
+from advkit.errors import AdvkitError
+
+MODES = ("cascade", "full")
+CHECKS = ("eval_mode", "deterministic", "logits", "gradients", "monotone_eps", "pgd_vs_fgsm", "single_step_gap",
+          "convergence", "large_eps", "gradient_free")
+
+
+def default_suite(norm: str) -> tuple[dict[str, Any], ...]:
+    """FGSM, PGD-50 with restarts, a foolbox minimum-norm attack and a gradient-free attack (the masking
+    check needs it, and it runs last, on the few samples the white-box attacks left standing)."""
+    if norm == "linf":
+        return ({"name": "fgsm"}, {"name": "pgd", "steps": 50, "restarts": 5},
+                {"name": "foolbox:LInfFMNAttack"}, {"name": "square", "n_queries": 1000})
+    return ({"name": "pgd", "norm": "l2", "steps": 50, "restarts": 5}, {"name": "foolbox:L2FMNAttack"},
+            {"name": "square", "norm": "l2", "n_queries": 1000})
+
+
+# attacks that never read a gradient: the masking check compares them with the white-box ones
+GRADIENT_FREE = {"square", "foolbox:BoundaryAttack", "foolbox:HopSkipJumpAttack",
+                 "foolbox:GaussianBlurAttack", "foolbox:LinearSearchBlendedUniformNoiseAttack",
+                 "foolbox:LinearSearchContrastReductionAttack", "foolbox:BinarySearchContrastReductionAttack",
+                 "foolbox:SaltAndPepperNoiseAttack", "foolbox:InversionAttack"}
+
+
+def is_gradient_free(name: str) -> bool:
+    return name in GRADIENT_FREE or ("Noise" in name and name.startswith("foolbox:"))
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of a suite, resolved: registry name, its parameters, a label for reports."""
+    name: str
+    params: dict[str, Any]
+    label: str
+    targeted: bool = False
+
+    @property
+    def gradient_free(self) -> bool:
+        return is_gradient_free(self.name)
+
+    def build(self):
+        return get_attack(self.name, **self.params)
+
+
+def _label(name: str, p: dict[str, Any]) -> str:
+    if name == "fgsm":
+        return "FGSM"
+    if name == "pgd":
+        steps, r = p.get("steps", 10), p.get("restarts", 1)
+        return f"PGD-{steps}" + (f"x{r}" if r > 1 else "")
+    if name == "square":
+        return f"Square-{p.get('n_queries', 1000)}"
+    return name.split(":", 1)[-1]
+
+
+def resolve_attack(entry: Any, norm: str, where: str) -> AttackSpec:
+    """``{name: pgd, steps: 50, label: ..., targeted: false}`` -> an :class:`AttackSpec` for ``norm``."""
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise AdvkitError(f"{where}: an attack is a mapping with at least a 'name', got {entry!r}")
+    params = {k: v for k, v in entry.items() if k not in ("name", "label", "targeted")}
+    name, targeted = str(entry["name"]), bool(entry.get("targeted", False))
+    probe = get_attack(name, **params)  # unknown names or parameters raise here, with the valid ones
+    if probe.norm != norm and "norm" not in params and not name.startswith("foolbox:"):
+        try:
+            probe = get_attack(name, **params, norm=norm)
+            params = {**params, "norm": norm}
+        except AdvkitError:
+            pass
+    if probe.norm != norm:
+        raise AdvkitError(f"{where}: attack {name!r} works in {probe.norm}, not in this threat model's {norm}")
+    for k, v in params.items():
+        if isinstance(v, str) and k in ("alpha", "eps_step", "stepsize"):
+            params[k] = parse_number(v, f"{where}.{k}")
+    return AttackSpec(name, params, str(entry.get("label") or _label(name, params)), targeted)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to evaluate: ``model`` (a checkpoint path, ``default`` for advkit's cached MNIST model, or a
+    registry name, which is randomly initialised) or ``ensemble`` (several of those, logits averaged)."""
+    name: str | None = None
+    model: str | None = None
+    ensemble: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if bool(self.model) == bool(self.ensemble):
+            raise ValueError("models: give each model exactly one of 'model' (a checkpoint or registry name) or "
+                             "'ensemble' (a list of them)")
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.model:
+            from pathlib import Path
+            p = Path(self.model)
+            return p.parent.name if p.name == "model.safetensors" else p.stem if p.suffix else self.model
+        return "ensemble"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = "mnist"
+    split: str = "test"
+    n: int | None = 1000            # the first n samples; null = all
+    root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"data.n must be >= 1 (or null for all), got {self.n}")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    norm: str = "linf"
+    eps: tuple[float, ...] = (0.1, 0.2, 0.3)
+    attacks: tuple[Any, ...] = ()   # empty: the default suite for the norm
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"threat_models: unknown norm {self.norm!r}; valid: {', '.join(NORMS)}")
+        if not self.eps:
+            raise ValueError("threat_models: give at least one eps")
+        eps = tuple(check_eps(e, self.norm) for e in self.eps)
+        if any(b <= a for a, b in zip(eps, eps[1:])):
+            raise ValueError(f"threat_models ({self.norm}): eps must be sorted ascending without repeats, got "
+                             f"{', '.join(f'{e:g}' for e in eps)}")
+        object.__setattr__(self, "eps", eps)
+
+    def suite(self) -> list[AttackSpec]:
+        entries = self.attacks or default_suite(self.norm)
+        specs = [resolve_attack(a, self.norm, f"threat_models[{self.norm}].attacks[{i}]")
+                 for i, a in enumerate(entries)]
+        labels = [s.label for s in specs]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise AdvkitError(f"threat_models[{self.norm}]: two attacks share the label {dup[0]!r}; give one a "
+                              f"'label'")
+        return specs
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    """Sanity checks run on the first ``n`` samples, where each probe attack runs on its own."""
+    enabled: bool = True
+    n: int = 200
+    tol: float = 0.02               # accuracy wiggle treated as noise (at least 2 samples' worth)
+    large_eps: float | None = None  # default: 0.5 (L-inf), enough to map every image to mid-gray
+    pgd_steps: int = 50             # the probe PGD; the convergence check doubles steps and restarts
+    single_step_warn: float = 0.5   # FGSM finds less than this share of PGD's successes: warn
+    single_step_fail: float = 0.25  # ... less than this share: fail (the gradient-masking signature)
+    min_pgd_success: float = 0.2    # the single-step comparison needs PGD to fool this many samples
+    zero_grad_fail: float = 0.05    # share of samples with an all-zero input gradient that fails
+
+    def __post_init__(self) -> None:
+        if self.n < 10:
+            raise ValueError(f"checks.n must be >= 10, got {self.n}")
+
+
+@dataclass(frozen=True)
+class GatesConfig:
+    """What a run must achieve to exit 0. ``min_robust_acc`` keys: ``0.1`` (every threat model with that
+    eps) or ``linf@0.1``. ``max_drop`` applies against ``--baseline``. ``checks``: names that must not fail
+    (``all`` for every check)."""
+    min_clean_acc: float | None = None
+    min_robust_acc: dict[str, float] = field(default_factory=dict)
+    max_drop: float | None = None
+    checks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        parsed = {}
+        for k, v in self.min_robust_acc.items():
+            if isinstance(k, tuple):  # already parsed (dataclasses.replace runs this again)
+                parsed[k] = v
+                continue
+            norm, _, e = str(k).rpartition("@")
+            if norm and norm not in NORMS:
+                raise ValueError(f"gates.min_robust_acc: unknown norm in {k!r}; valid: {', '.join(NORMS)}")
+            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"gates.min_robust_acc[{k}]: expected an accuracy in [0,1], got {v!r}")
+            parsed[(norm or None, parse_number(e, f"gates.min_robust_acc[{k}]"))] = float(v)
+        object.__setattr__(self, "min_robust_acc", parsed)
+        for name, v in (("min_clean_acc", self.min_clean_acc), ("max_drop", self.max_drop)):
+            if v is not None and not 0 <= v <= 1:
+                raise ValueError(f"gates.{name} must be in [0,1], got {v}")
+        for c in self.checks:
+            if c != "all" and c not in CHECKS:
+                import difflib
+                close = difflib.get_close_matches(c, CHECKS, n=1)
+                raise ValueError(f"gates.checks: unknown check {c!r}" +
+                                 (f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(CHECKS)}"))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    models: tuple[ModelSpec, ...] = (ModelSpec(model="default"),)
+    data: DataSpec = DataSpec()
+    threat_models: tuple[ThreatModel, ...] = (ThreatModel(),)
+    mode: str = "cascade"           # cascade: each attack only on samples still standing; full: every attack on all
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 500
+    examples: int = 8               # adversarial examples per eps in the HTML report
+    checks: ChecksConfig = ChecksConfig()
+    gates: GatesConfig = GatesConfig()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.models:
+            raise ValueError("models: give at least one model")
+        for m in self.models:
+            m.validate()
+        labels = [m.label for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"models: two models are named {max(labels, key=labels.count)!r}; give them names")
+        norms = [t.norm for t in self.threat_models]
+        if len(set(norms)) != len(norms):
+            raise ValueError("threat_models: one entry per norm (put all its eps in one list)")
+        for t in self.threat_models:
+            t.suite()  # validate every attack now
+
+
+def config_dict(cfg: EvalConfig) -> dict[str, Any]:
+    """JSON-safe view of the config for the report (gate keys back to ``norm@eps`` strings)."""
+    d = dataclasses.asdict(cfg)
+    d["gates"]["min_robust_acc"] = {(f"{n}@{e:g}" if n else f"{e:g}"): v
+                                    for (n, e), v in cfg.gates.min_robust_acc.items()}
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [conv(i) for i in v]
+        if isinstance(v, dict):
+            return {str(k): conv(i) for k, i in v.items()}
+        return v
+    return conv(d)

@@ -1,0 +1,71 @@
+"""Gates: the thresholds a report must meet. Each gate is one JUnit test case and one row in every report."""
+
+from __future__ import annotations
+
+import math
+
+from advkit.eval.config import CHECKS, GatesConfig
+
+
+def _gate(name: str, kind: str, model: str, threshold: float | None, value: float | None, passed: bool,
+          message: str) -> dict:
+    return {"name": name, "kind": kind, "model": model, "threshold": threshold, "value": value, "passed": passed,
+            "message": message}
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def evaluate_gates(report: dict, gates: GatesConfig, baseline: dict | None = None) -> list[dict]:
+    out = []
+    base_models = {m["name"]: m for m in (baseline or {}).get("models", [])}
+    max_drop = gates.max_drop if gates.max_drop is not None else (0.01 if baseline else None)
+    for m in report["models"]:
+        name = m["name"]
+        if gates.min_clean_acc is not None:
+            v, t = m["clean_acc"], gates.min_clean_acc
+            out.append(_gate(f"min_clean_acc[{name}]", "min_clean_acc", name, t, v, v >= t,
+                             f"clean accuracy {v:.1%} {'>=' if v >= t else '<'} {t:.1%}"))
+        for (norm, eps), t in gates.min_robust_acc.items():
+            hits = [(tm["norm"], w) for tm in m["threat_models"] if norm in (None, tm["norm"])
+                    for w in tm["worst_case"] if _close(w["eps"], eps)]
+            label = f"{norm or 'any'}@{eps:g}"
+            if not hits:
+                out.append(_gate(f"min_robust_acc[{name},{label}]", "min_robust_acc", name, t, None, False,
+                                 f"no threat model evaluates eps {eps:g}" + (f" in {norm}" if norm else "")))
+            for tn, w in hits:
+                v = w["robust_acc"]
+                out.append(_gate(f"min_robust_acc[{name},{tn}@{eps:g}]", "min_robust_acc", name, t, v, v >= t,
+                                 f"worst-case robust accuracy at {tn} eps {eps:g}: {v:.1%} "
+                                 f"{'>=' if v >= t else '<'} {t:.1%}"))
+        if max_drop is not None and baseline is not None:
+            b = base_models.get(name)
+            if b is None:
+                out.append(_gate(f"max_drop[{name}]", "max_drop", name, max_drop, None, False,
+                                 f"model {name!r} is not in the baseline report"))
+                continue
+            pairs = [("clean", b["clean_acc"], m["clean_acc"])]
+            for tm in m["threat_models"]:
+                btm = next((x for x in b["threat_models"] if x["norm"] == tm["norm"]), None)
+                for w in tm["worst_case"]:
+                    bw = next((x for x in (btm or {}).get("worst_case", []) if _close(x["eps"], w["eps"])), None)
+                    if bw is not None:
+                        pairs.append((f"{tm['norm']}@{w['eps']:g}", bw["robust_acc"], w["robust_acc"]))
+            for what, old, new in pairs:
+                drop = old - new
+                ok = drop <= max_drop + 1e-12
+                out.append(_gate(f"max_drop[{name},{what}]", "max_drop", name, max_drop, drop, ok,
+                                 f"{what}: {old:.1%} -> {new:.1%} (drop {drop:+.1%}, allowed {max_drop:.1%})"))
+        wanted = CHECKS if "all" in gates.checks else gates.checks
+        by_name = {c["name"]: c for c in m.get("checks", [])}
+        for c in wanted:
+            got = by_name.get(c)
+            if got is None:
+                out.append(_gate(f"check[{name},{c}]", "check", name, None, None, False,
+                                 f"check {c} did not run (checks disabled?)"))
+                continue
+            ok = got["status"] != "fail"
+            out.append(_gate(f"check[{name},{c}]", "check", name, None, None, ok,
+                             f"{c}: {got['status']}: {got['message']}"))
+    return out

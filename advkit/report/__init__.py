@@ -1,0 +1,50 @@
+"""Evaluation reports: validate the harness's report dict and write it as JSON, Markdown, HTML and JUnit XML;
+compare two reports. The schema is documented in ``advkit.report.schema``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from advkit.report.diff import DiffResult, diff_reports, format_diff
+from advkit.report.html import to_html
+from advkit.report.junit import to_junit
+from advkit.report.markdown import to_markdown
+from advkit.report.schema import SCHEMA, SCHEMA_VERSION, load_report, validate
+from advkit.utils import atomic_write_text
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "DiffResult", "diff_reports", "format_diff", "load_report", "to_html",
+           "to_json", "to_junit", "to_markdown", "validate", "write_reports"]
+
+
+def _nan_to_null(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_null(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_null(v) for v in x]
+    return x
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """The report as strict JSON (indent 2): NaN and infinities become null."""
+    return json.dumps(_nan_to_null(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def write_reports(report: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+    """Validate ``report`` and write ``report.json``, ``report.md``, ``report.html`` and ``junit.xml`` into
+    ``out_dir`` (created if needed). Everything is rendered before anything is written, so a bad report
+    writes nothing; each file is written atomically, ``report.json`` last (its presence means the set is
+    complete). Returns the paths written."""
+    validate(report)
+    files = {"report.md": to_markdown(report), "report.html": to_html(report), "junit.xml": to_junit(report),
+             "report.json": to_json(report)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    return [out / name for name in files]

@@ -1,0 +1,85 @@
+"""The Markdown summary: short enough for a pull-request comment or a CI job summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advkit.report.schema import (at_eps, eps_label, failing_gates, gate_value, headline, pct, seconds,
+                                  source_label)
+
+_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️"}
+
+
+def _md(text: Any) -> str:
+    """Report text made safe for one Markdown table cell or line (no HTML, no cell breaks, no newlines)."""
+    s = " ".join(str(text).split())
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _table(header: list[str], rows: list[list[str]], align: list[str]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _threat_model_table(tm: dict[str, Any], clean_acc: Any) -> list[str]:
+    cumulative = tm.get("mode") == "cascade"
+    header = ["eps", "clean"] + [_md(a["label"]) + (" (cumulative)" if cumulative else "") for a in tm["attacks"]]
+    header.append("**worst case**")
+    rows = []
+    for eps in tm["eps"]:
+        cells = [eps_label(eps), pct(clean_acc)]
+        cells += [pct((at_eps(a["results"], eps) or {}).get("robust_acc")) for a in tm["attacks"]]
+        cells.append(f"**{pct((at_eps(tm['worst_case'], eps) or {}).get('robust_acc'))}**")
+        rows.append(cells)
+    return _table(header, rows, ["---:"] * len(header))
+
+
+def _checks(checks: list[dict[str, Any]]) -> list[str]:
+    if not checks:
+        return ["Checks: none ran."]
+    counts = {s: sum(c["status"] == s for c in checks) for s in _ICON}
+    line = "Checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "skip")
+    return [line, *(f"- {_ICON[c['status']]} `{_md(c['name'])}` ({c['status']}): {_md(c['message'])}"
+                     for c in checks if c["status"] != "pass")]
+
+
+def _gates(gates: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for g in gates:
+        ok = g.get("passed") is True
+        name = _md(g["name"])
+        rows.append([name if ok else f"**{name}**", gate_value(g.get("value")), gate_value(g.get("threshold")),
+                     "✅ pass" if ok else "❌ **fail**"])
+    return _table(["gate", "value", "threshold", "result"], rows, ["---", "---:", "---:", "---"])
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The summary: verdict, one table per model and threat model, checks, gates, time."""
+    bad = failing_gates(report)
+    icon = "✅" if report["passed"] is True else "❌"
+    d, env = report["data"], report["environment"]
+    lines = [f"## {icon} advkit robustness: {headline(report)}", "",
+             f"{_md(d.get('dataset', '?'))}/{_md(d.get('split', '?'))}, {d.get('n', '?')} samples · "
+             f"advkit {_md(env.get('advkit', '?'))}, torch {_md(env.get('torch', '?'))} on "
+             f"{_md(env.get('device', '?'))} · {_md(report['created'])}"]
+    for m in report["models"]:
+        lines += ["", f"### Model `{_md(m['name'])}`", "",
+                  f"Source: `{_md(source_label(m['source']))}` · clean accuracy **{pct(m['clean_acc'])}** on "
+                  f"{m['n']} samples"]
+        for tm in m["threat_models"]:
+            mode = ("cascade: each attack only on what earlier ones left, so attack columns are cumulative"
+                    if tm.get("mode") == "cascade" else "full: each attack on its own")
+            lines += ["", f"**{_md(tm['norm'])}** ({mode}); robust accuracy:", ""]
+            lines += _threat_model_table(tm, m["clean_acc"])
+        lines += ["", *_checks(m["checks"])]
+    lines += ["", "### Gates", ""]
+    if report["gates"]:
+        lines += _gates(report["gates"])
+        if bad:
+            lines += ["", *(f"- ❌ **{_md(g['name'])}**: {_md(g.get('message', ''))}" for g in bad)]
+    else:
+        lines.append("No gates configured.")
+    t = report["timing"]
+    lines += ["", f"Time: {seconds(t.get('total_s'))} in all, {seconds(t.get('attack_s'))} in attacks; "
+                  f"{seconds(t.get('time_saved_s'))} saved by skipping samples already fooled."]
+    return "\n".join(lines) + "\n"

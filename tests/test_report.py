@@ -1,0 +1,399 @@
+"""``advkit.report``: the four report files from a synthetic harness report (contents, escaping, atomicity),
+loading and its errors, and ``diff_reports`` / ``advkit report diff``."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from advkit.errors import AdvkitError
+from advkit.report import (SCHEMA_VERSION, diff_reports, load_report, to_html, to_junit, to_markdown,
+                           write_reports)
+from advkit.report.diff import format_diff
+
+EPS = [0.1, 0.2, 0.3]
+FAILING_GATE = "min_robust_acc[default,linf@0.1]"
+OUTPUTS = {"report.json", "report.md", "report.html", "junit.xml"}
+
+
+def _png() -> bytes:
+    img = np.zeros((6, 8, 3), np.uint8)
+    img[:, :4] = (0, 0, 255)
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+def _threat_model(clean: float, robust: dict[str, list[float]], n: int) -> dict:
+    attacks = []
+    for label, accs in robust.items():
+        results = [{"eps": e, "attacked": round(n * clean), "fooled": round(n * (clean - acc)), "robust_acc": acc,
+                    "success_rate": (clean - acc) / clean, "norm_mean": e * 0.9, "norm_max": e, "time_s": 0.5}
+                   for e, acc in zip(EPS, accs)]
+        attacks.append({"attack": label.lower().split("-")[0], "label": label, "params": {},
+                        "gradient_free": label == "Square", "results": results})
+    worst = [{"eps": e, "robust_acc": min(accs[i] for accs in robust.values()),
+              "robust": round(n * min(accs[i] for accs in robust.values())), "time_s": 1.5, "time_saved_s": 0.4}
+             for i, e in enumerate(EPS)]
+    return {"norm": "linf", "mode": "cascade", "eps": list(EPS), "attacks": attacks, "worst_case": worst}
+
+
+def make_report() -> dict:
+    """Two models, three eps, three attacks (cascade), checks with warn/fail/skip, one failing gate and one
+    example grid holding a real PNG."""
+    png = base64.b64encode(_png()).decode("ascii")
+    models = [
+        {"name": "default", "source": "advkit:mnist-lenet", "clean_acc": 0.99, "n": 1000,
+         "threat_models": [_threat_model(0.99, {"FGSM": [0.89, 0.60, 0.30], "PGD-50": [0.80, 0.40, 0.10],
+                                                 "Square": [0.79, 0.39, 0.10]}, 1000)],
+         "checks": [{"name": "monotone_eps", "status": "pass", "message": "accuracy falls with eps",
+                     "evidence": {"robust_acc": [0.79, 0.39, 0.10]}},
+                    {"name": "single_step", "status": "warn", "message": "FGSM finds 40% of PGD's successes",
+                     "evidence": {"ratio": 0.4}},
+                    {"name": "gradient_free", "status": "fail", "message": "gradients are masked",
+                     "evidence": {"samples_missed_by_white_box": {"linf@0.1": 10}}},
+                    {"name": "zero_grad", "status": "skip", "message": "not run", "evidence": {}}],
+         "examples": [{"eps": 0.1, "attack": "PGD-50", "png_base64": png}]},
+        {"name": "robust", "source": "runs/robust/model.safetensors", "clean_acc": 0.95, "n": 1000,
+         "threat_models": [_threat_model(0.95, {"FGSM": [0.93, 0.90, 0.85], "PGD-50": [0.91, 0.86, 0.80],
+                                                 "Square": [0.91, 0.86, 0.80]}, 1000)],
+         "checks": [{"name": "monotone_eps", "status": "pass", "message": "accuracy falls with eps",
+                     "evidence": {}}],
+         "examples": []},
+    ]
+    models[0]["threat_models"][0]["attacks"][2]["results"][2]["norm_mean"] = float("nan")
+    gates = [
+        {"name": "min_clean_acc[default]", "kind": "min_clean_acc", "model": "default", "threshold": 0.97,
+         "value": 0.99, "passed": True, "message": "clean accuracy 99.0% >= 97.0%"},
+        {"name": FAILING_GATE, "kind": "min_robust_acc", "model": "default", "threshold": 0.85, "value": 0.79,
+         "passed": False, "message": "robust accuracy 79.0% < 85.0%"},
+        {"name": "check[robust,monotone_eps]", "kind": "check", "model": "robust", "threshold": None,
+         "value": "pass", "passed": True, "message": "monotone_eps passed"},
+    ]
+    return {"schema": "advkit.report", "schema_version": 1, "created": "2026-11-25T10:00:00Z",
+            "environment": {"advkit": "0.1.0", "torch": "2.14.1", "python": "3.11.9", "platform": "Linux",
+                            "device": "cpu", "world_size": 1},
+            "config": {"mode": "cascade", "threat_models": [{"norm": "linf", "eps": EPS}]},
+            "data": {"dataset": "mnist", "split": "test", "n": 1000, "num_classes": 10, "shape": [1, 28, 28]},
+            "models": models, "gates": gates, "passed": False,
+            "timing": {"total_s": 40.2, "attack_s": 35.0, "time_saved_s": 20.1}}
+
+
+@pytest.fixture
+def report() -> dict:
+    return make_report()
+
+
+def _worst(report: dict, model: int = 0) -> list[dict]:
+    return report["models"][model]["threat_models"][0]["worst_case"]
+
+
+def _dump(path: Path, report: dict) -> Path:
+    path.write_text(json.dumps(report))
+    return path
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``advkit ARGS`` in-process: (exit code, stdout, stderr)."""
+    from advkit.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+def test_write_reports_writes_exactly_four_files_and_json_round_trips(tmp_path, report):
+    out = tmp_path / "new" / "reports"
+    paths = write_reports(report, out)
+    assert {p.name for p in paths} == OUTPUTS and all(p.parent == out for p in paths)
+    assert set(os.listdir(out)) == OUTPUTS  # no temp files left behind
+    text = (out / "report.json").read_text()
+    assert "NaN" not in text and text.startswith('{\n  "schema"')
+    loaded = load_report(out / "report.json")
+    expected = copy.deepcopy(report)
+    expected["models"][0]["threat_models"][0]["attacks"][2]["results"][2]["norm_mean"] = None
+    assert loaded == expected
+    # writing the loaded report again gives the same bytes
+    write_reports(loaded, tmp_path / "again")
+    assert (tmp_path / "again" / "report.json").read_text() == text
+
+
+def test_bad_report_writes_nothing(tmp_path, report):
+    del report["models"][1]["clean_acc"]
+    with pytest.raises(AdvkitError, match=r"models\[1\]: missing key 'clean_acc'"):
+        write_reports(report, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_rendering_failure_leaves_out_dir_empty(tmp_path, report, monkeypatch):
+    import advkit.report
+
+    def boom(_report):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(advkit.report, "to_junit", boom)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="renderer bug"):
+        write_reports(report, out)
+    assert os.listdir(out) == []
+
+
+def test_failing_gate_named_in_every_format(report):
+    assert FAILING_GATE in to_markdown(report)
+    assert FAILING_GATE in to_html(report)
+    assert FAILING_GATE in to_junit(report)
+
+
+# ------------------------------------------------------------------------------------------ markdown
+
+def test_markdown_summary(report):
+    md = to_markdown(report)
+    assert md.splitlines()[0] == "## ❌ advkit robustness: FAILED (1 of 3 gates failing)"
+    assert "FGSM (cumulative)" in md and "PGD-50 (cumulative)" in md
+    # the eps 0.1 row of the default model: eps, clean, three attacks, worst case
+    row = next(line for line in md.splitlines() if line.startswith("| 0.1 | 99.0%"))
+    assert [c.strip() for c in row.strip("|").split("|")] == ["0.1", "99.0%", "89.0%", "80.0%", "79.0%", "**79.0%**"]
+    assert "Checks: 1 pass, 1 warn, 1 fail, 1 skip" in md
+    assert "gradients are masked" in md and "FGSM finds 40% of PGD's successes" in md
+    assert "accuracy falls with eps" not in md  # passing checks are only counted
+    gate_row = next(line for line in md.splitlines() if FAILING_GATE in line and line.startswith("|"))
+    assert f"**{FAILING_GATE}**" in gate_row and "❌" in gate_row and "79.0%" in gate_row and "85.0%" in gate_row
+    assert "40.2 s" in md and "20.1 s saved" in md
+
+
+def test_markdown_full_mode_and_no_gates(report):
+    for m in report["models"]:
+        m["threat_models"][0]["mode"] = "full"
+    report["gates"], report["passed"] = [], True
+    md = to_markdown(report)
+    assert "cumulative" not in md
+    assert md.splitlines()[0] == "## ✅ advkit robustness: PASSED (no gates)"
+    assert "No gates configured." in md
+
+
+# ---------------------------------------------------------------------------------------------- html
+
+def test_html_is_self_contained(report):
+    page = to_html(report)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "http://" not in page and "https://" not in page
+    assert "<link" not in page and "<script" not in page and "@import" not in page and "url(" not in page
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert len(srcs) == 1 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert base64.b64decode(srcs[0].split(",", 1)[1]) == _png()
+    assert page.count("<svg") == 2  # one plot per model and threat model
+    assert page.count("<polyline") == 2 * 4  # three attacks and the worst case each
+    assert "robust accuracy" in page and "eps (linf)" in page and "100%" in page
+
+
+def test_html_shows_checks_gates_and_evidence(report):
+    page = to_html(report)
+    assert 'class="status status-fail"' in page and 'class="status status-warn"' in page
+    bad = re.search(r'<tr class="bad">(.*?)</tr>', page).group(1)
+    assert FAILING_GATE in bad and "FAIL" in bad
+    assert page.count('<tr class="bad">') == 1
+    assert "<details><summary>evidence</summary><pre>{&quot;samples_missed_by_white_box&quot;: " in page
+
+
+def test_html_escapes_report_text(report):
+    evil = "<script>alert(1)</script>"
+    report["models"][1]["name"] = evil
+    report["models"][0]["checks"][1]["message"] = 'a "quoted" <b>message</b> & more'
+    report["models"][0]["threat_models"][0]["attacks"][0]["label"] = "FGSM<img src=x>"
+    page = to_html(report)
+    assert "<script" not in page and "<img src=x>" not in page and "<b>message" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a &quot;quoted&quot; &lt;b&gt;message&lt;/b&gt; &amp; more" in page
+    assert "<script" not in to_markdown(report)
+
+
+def _polyline_points(page: str) -> list[list[tuple[float, float]]]:
+    lines = re.findall(r'<polyline points="([^"]*)"', page)
+    return [[tuple(map(float, p.split(","))) for p in line.split()] for line in lines]
+
+
+def test_html_plot_one_eps_many_eps_and_missing_values(report):
+    one = make_report()
+    for m in one["models"]:
+        tm = m["threat_models"][0]
+        tm["eps"] = [0.1]
+        for a in tm["attacks"]:
+            a["results"] = a["results"][:1]
+        tm["worst_case"] = tm["worst_case"][:1]
+    lines = _polyline_points(to_html(one))
+    assert len(lines) == 8 and all(len(pts) == 2 for pts in lines)  # clean accuracy at eps 0, then eps 0.1
+    assert all(math.isfinite(v) for pts in lines for xy in pts for v in xy)
+
+    tm = report["models"][0]["threat_models"][0]
+    tm["eps"] = [i / 100 for i in range(1, 61)]
+    for a in tm["attacks"]:
+        a["results"] = [{"eps": e, "robust_acc": 1 - e} for e in tm["eps"]]
+    tm["worst_case"] = [{"eps": e, "robust_acc": 1 - 1.5 * e} for e in tm["eps"]]
+    tm["worst_case"][5]["robust_acc"] = None
+    tm["worst_case"][6]["robust_acc"] = float("nan")
+    tm["attacks"][1]["results"][0]["robust_acc"] = float("inf")
+    page = to_html(report)
+    lines = _polyline_points(page)
+    assert [len(pts) for pts in lines[:4]] == [59, 61, 60, 61]  # worst case (drawn first), then the attacks
+    assert all(math.isfinite(v) for pts in lines for xy in pts for v in xy)
+    assert "nan" not in page.lower().replace("nan-", "")
+    # the x axis reaches the largest eps; every point lies inside the plot area
+    xs = [x for pts in lines for x, _ in pts]
+    ys = [y for pts in lines for _, y in pts]
+    assert max(xs) - min(xs) > 100 and min(ys) >= 0
+
+
+# --------------------------------------------------------------------------------------------- junit
+
+def test_junit_one_testcase_per_gate(report):
+    root = ET.fromstring(to_junit(report))
+    suite = root.find("testsuite")
+    assert root.tag == "testsuites" and suite.get("name") == "advkit.robustness"
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [g["name"] for g in report["gates"]]
+    assert all(c.get("classname") == "advkit.gates" for c in cases)
+    assert suite.get("tests") == "3" and suite.get("failures") == "1" and float(suite.get("time")) == 40.2
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == [FAILING_GATE]
+    assert failed[0].find("failure").get("message") == "robust accuracy 79.0% < 85.0%"
+
+
+def test_junit_without_gates_and_with_odd_text(report):
+    report["gates"], report["passed"] = [], True
+    suite = ET.fromstring(to_junit(report)).find("testsuite")
+    assert [c.get("name") for c in suite.findall("testcase")] == ["report"]
+    assert suite.get("failures") == "0" and suite.find("testcase/failure") is None
+    report["gates"] = [{"name": 'a<&>"\x00b', "kind": "check", "passed": False, "message": "bad\x07 <check>"}]
+    case = ET.fromstring(to_junit(report)).find("testsuite/testcase")
+    assert case.get("name") == 'a<&>"\ufffdb' and case.find("failure").get("message") == "bad\ufffd <check>"
+
+
+# -------------------------------------------------------------------------------------------- loading
+
+def test_load_report_errors(tmp_path, report):
+    with pytest.raises(AdvkitError, match=r"missing\.json: no such report file"):
+        load_report(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(AdvkitError, match=r"bad\.json: not JSON \(line 1, column 2"):
+        load_report(bad)
+    other = _dump(tmp_path / "other.json", {"schema": "something.else", "schema_version": 1})
+    with pytest.raises(AdvkitError, match=r'other\.json: not an advkit report \(no "schema": "advkit.report"\)'):
+        load_report(other)
+    report["schema_version"] = 2
+    v2 = _dump(tmp_path / "v2.json", report)
+    with pytest.raises(AdvkitError) as e:
+        load_report(v2)
+    assert str(e.value) == f"{v2}: schema version 2, this advkit reads version {SCHEMA_VERSION}"
+    report["schema_version"] = 1
+    report["models"][0]["threat_models"][0]["attacks"][1]["label"] = "FGSM"
+    with pytest.raises(AdvkitError, match=r"threat_models\[0\]: two entries share the attack label 'FGSM'"):
+        load_report(_dump(tmp_path / "dup.json", report))
+
+
+# ----------------------------------------------------------------------------------------------- diff
+
+def test_diff_identical_reports(tmp_path, capsys, report):
+    result = diff_reports(report, copy.deepcopy(report))
+    assert result.changes == [] and not result.regressed
+    assert format_diff(result) == "no changes beyond tolerance 1.0%\n"
+    a = _dump(tmp_path / "a.json", report)
+    code, out, err = run_cli(capsys, "report", "diff", a, a)
+    assert (code, out, err) == (0, "no changes beyond tolerance 1.0%\n", "")
+
+
+def test_diff_worst_case_drop_is_a_regression(tmp_path, capsys, report):
+    new = copy.deepcopy(report)
+    _worst(new)[0]["robust_acc"] -= 0.05
+    result = diff_reports(report, new)
+    assert result.regressed
+    [change] = result.changes
+    assert change["model"] == "default" and change["what"] == "worst_case linf@0.1"
+    assert change["kind"] == "regression" and change["delta"] == pytest.approx(-0.05)
+    assert change["old"] == 0.79 and change["new"] == pytest.approx(0.74)
+    code, out, err = run_cli(capsys, "report", "diff", _dump(tmp_path / "old.json", report),
+                             _dump(tmp_path / "new.json", new))
+    assert code == 1 and err == ""
+    assert "REGRESSION  [default] worst_case linf@0.1: 79.0% -> 74.0% (-5.0 pts)" in out
+    code, out, _ = run_cli(capsys, "report", "diff", tmp_path / "old.json", tmp_path / "new.json", "--json")
+    assert code == 1
+    parsed = json.loads(out)
+    assert parsed["regressed"] is True and parsed["tol"] == 0.01 and len(parsed["changes"]) == 1
+    # a tolerance above the drop accepts it
+    code, _, _ = run_cli(capsys, "report", "diff", tmp_path / "old.json", tmp_path / "new.json", "--tol", "0.06")
+    assert code == 0
+
+
+def test_diff_within_tolerance_and_improvements(report):
+    new = copy.deepcopy(report)
+    _worst(new)[1]["robust_acc"] -= 0.005
+    new["models"][0]["clean_acc"] = 0.98  # exactly the tolerance: not beyond it
+    assert diff_reports(report, new, tol=0.01).changes == []
+    better = copy.deepcopy(report)
+    _worst(better, 1)[2]["robust_acc"] += 0.05
+    better["models"][1]["threat_models"][0]["attacks"][0]["results"][2]["robust_acc"] -= 0.03
+    result = diff_reports(report, better)
+    assert [(c["what"], c["kind"]) for c in result.changes] == [("worst_case linf@0.3", "improvement"),
+                                                                ("FGSM linf@0.3", "regression")]
+    assert result.regressed  # a per-attack drop counts too
+
+
+def test_diff_removed_eps_model_and_gate_flip(tmp_path, capsys, report):
+    new = copy.deepcopy(report)
+    tm = new["models"][0]["threat_models"][0]
+    tm["eps"] = tm["eps"][:2]
+    tm["worst_case"] = tm["worst_case"][:2]
+    for a in tm["attacks"]:
+        a["results"] = a["results"][:2]
+    new["models"][0]["threat_models"][0]["eps"][0] += 1e-12  # float noise still matches
+    result = diff_reports(report, new)
+    assert [(c["what"], c["kind"], c["old"]) for c in result.changes] == [("eps linf@0.3", "removed", 0.1)]
+    assert result.regressed
+    code, out, _ = run_cli(capsys, "report", "diff", _dump(tmp_path / "old.json", report),
+                           _dump(tmp_path / "new.json", new))
+    assert code == 1 and out.startswith("REMOVED     [default] eps linf@0.3: 10.0% -> —")
+
+    new = copy.deepcopy(report)
+    del new["models"][1]["threat_models"][0]["attacks"][0]  # FGSM: cascade numbers after it may change
+    result = diff_reports(report, new)
+    assert [(c["what"], c["kind"]) for c in result.changes] == [("attack FGSM (linf)", "removed")]
+    assert result.regressed and format_diff(result).startswith("REMOVED     [robust] attack FGSM (linf)\n")
+
+    new = copy.deepcopy(report)
+    new["models"][1]["name"] = "robust-v2"
+    new["gates"][0]["passed"], new["gates"][0]["value"] = False, 0.96
+    result = diff_reports(report, new)
+    assert [(c["model"], c["what"], c["kind"]) for c in result.changes] == [
+        ("robust", "model", "removed"), ("robust-v2", "model", "added"),
+        ("default", "gate min_clean_acc[default]", "regression")]
+    assert "REGRESSED: 1 regression, 1 added, 1 removed (tolerance 1.0%)" in format_diff(result)
+
+
+def test_diff_schema_mismatch(tmp_path, capsys, report):
+    v2 = copy.deepcopy(report)
+    v2["schema_version"] = 2
+    with pytest.raises(AdvkitError, match="cannot compare reports of schema version 1 and 2"):
+        diff_reports(report, v2)
+    code, out, err = run_cli(capsys, "report", "diff", _dump(tmp_path / "old.json", report),
+                             _dump(tmp_path / "new.json", v2))
+    assert code == 2 and out == ""
+    assert err.strip() == f"advkit: error: {tmp_path / 'new.json'}: schema version 2, this advkit reads version 1"
+    code, _, err = run_cli(capsys, "report", "diff", tmp_path / "old.json", tmp_path / "nope.json")
+    assert code == 2 and "nope.json: no such report file" in err and "Traceback" not in err
