@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--eps", default="0.1,0.2,0.3")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip torchattacks")
+    ap.add_argument("--no-default", action="store_true", help="only the --ckpt models")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     ap.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(RESULTS / "eval_speed.json"))
     args = ap.parse_args()
@@ -118,7 +120,7 @@ def main() -> None:
         eps_list = eps_list[:2]
     data = load_dataset("mnist", "test").subset(n)
     rows = []
-    for path in [None, *args.ckpt]:
+    for path in ([] if args.no_default else [None]) + args.ckpt:
         model = _model(path)
         name = "default LeNet" if path is None else Path(path).parent.name or path
         specs = suite_specs(steps, restarts)
@@ -138,13 +140,15 @@ def main() -> None:
                  f"{row['torchattacks_multiattack']['worst_case']} -> {row['speedup_vs_multiattack']:.2f}x"
                  if not args.no_peer else ""), flush=True)
     mem = []
-    for m in ((200, 1000) if args.quick else (1000, 10000)):
+    for m in () if args.no_memory else (200, 1000) if args.quick else (1000, 10000):
         p = subprocess.run([sys.executable, __file__, "--memory-child", str(m)], capture_output=True, text=True,
                            check=True)
         mem.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    print(f"peak RSS: {mem[0]['n']} samples {mem[0]['peak_rss_mib']:.0f} MiB, {mem[1]['n']} samples "
-          f"{mem[1]['peak_rss_mib']:.0f} MiB ({mem[1]['peak_rss_mib'] / mem[0]['peak_rss_mib']:.2f}x)")
-    result = {"rows": rows, "memory": mem, "memory_ratio": mem[1]["peak_rss_mib"] / mem[0]["peak_rss_mib"],
+    ratio = mem[1]["peak_rss_mib"] / mem[0]["peak_rss_mib"] if mem else None
+    if mem:
+        print(f"peak RSS: {mem[0]['n']} samples {mem[0]['peak_rss_mib']:.0f} MiB, {mem[1]['n']} samples "
+              f"{mem[1]['peak_rss_mib']:.0f} MiB ({ratio:.2f}x)")
+    result = {"rows": rows, "memory": mem, "memory_ratio": ratio,
               "target_speedup": 2.0, "quick": args.quick, "machine": machine("cpu")}
     write_json(Path(args.out), result)
     if not args.quick:
@@ -158,9 +162,9 @@ def main() -> None:
                       f"{r['naive']['s']:.1f} s | {r['speedup_vs_naive']:.2f}x | "
                       + (f"{ma['s']:.1f} s | {r['speedup_vs_multiattack']:.2f}x |" if ma else "- | - |"))
         mach = result["machine"]
-        md.append(f"\nSuite FGSM, PGD-{steps}, PGD-{steps} x{restarts} restarts on {n} MNIST test images. Peak RSS "
-                  f"(FGSM + PGD-10): {mem[0]['peak_rss_mib']:.0f} MiB at {mem[0]['n']} samples, "
-                  f"{mem[1]['peak_rss_mib']:.0f} MiB at {mem[1]['n']} ({result['memory_ratio']:.2f}x). "
+        mem_txt = (f"Peak RSS (FGSM + PGD-10): {mem[0]['peak_rss_mib']:.0f} MiB at {mem[0]['n']} samples, "
+                   f"{mem[1]['peak_rss_mib']:.0f} MiB at {mem[1]['n']} ({ratio:.2f}x). " if mem else "")
+        md.append(f"\nSuite FGSM, PGD-{steps}, PGD-{steps} x{restarts} restarts on {n} MNIST test images. {mem_txt}"
                   f"{mach['processor']}, {mach['cpu_count']} cores, torch {mach['torch']}, {mach['date']}.")
         write(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     print(f"wrote {args.out}")

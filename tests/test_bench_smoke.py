@@ -50,3 +50,23 @@ def test_attack_speed_quick(tmp_path):
         assert mem["fwd_bwd_bytes"] > 0 and mem["pgd_bytes"] > 0
         # PGD keeps one step's graph alive at a time: its peak is near one forward+backward's, never 10x it
         assert 0.8 < mem["ratio"] < 3, mem
+
+
+@pytest.mark.slow
+def test_eval_speed_quick(tmp_path):
+    """The cascade, the naive way and MultiAttack reach nearly the same worst case; memory runs finish."""
+    out = tmp_path / "eval_speed.json"
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "eval_speed.py"), "--quick", "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["speedup_vs_naive"] > 0 and row["cascade"]["s"] > 0
+    for c, nv in zip(row["cascade"]["worst_case"], row["naive"]["worst_case"]):
+        assert abs(c - nv) <= 0.1, row  # different random starts, same question: close answers
+    attacked = row["cascade"]["attacked"]
+    assert attacked["PGD-3x2"][0] <= attacked["FGSM"][0]  # later attacks only see the survivors
+    if importlib.util.find_spec("torchattacks") is not None:
+        assert len(row["torchattacks_multiattack"]["worst_case"]) == len(row["eps"])
+    assert [m["n"] for m in result["memory"]] == [200, 1000]
+    assert all(m["peak_rss_mib"] > 50 for m in result["memory"])
