@@ -1,0 +1,18 @@
+"""GANs on advkit's contract: the generator outputs images in [0,1], the discriminator takes images in
+[0,1] and returns one raw logit per image (positive = real); :class:`TwoLogit` makes it a two-class advkit
+model (index 0 = real, index 1 = fake).
+
+>>> from advkit.gan import DCGANGenerator, DCGANDiscriminator, d_loss, g_loss
+>>> g, d = DCGANGenerator(img_size=28, channels=1), DCGANDiscriminator(img_size=28, channels=1)
+>>> fake = g.sample(16)
+>>> loss_g = g_loss("nonsaturating", d(fake))
+"""
+
+from advkit.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, value
+from advkit.gan.metrics import class_coverage, extract, feature_stats, frechet_distance, inception_score, kid
+from advkit.gan.nets import (FAKE, REAL, SUPPORTED_SIZES, DCGANDiscriminator, DCGANGenerator, TwoLogit,
+                             build_gan_net, dcgan_init_)
+
+__all__ = ["DCGANGenerator", "DCGANDiscriminator", "TwoLogit", "build_gan_net", "dcgan_init_", "REAL", "FAKE",
+           "SUPPORTED_SIZES", "LOSSES", "d_loss", "g_loss", "gradient_penalty", "value", "frechet_distance",
+           "feature_stats", "kid", "inception_score", "class_coverage", "extract"]
