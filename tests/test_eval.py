@@ -255,3 +255,12 @@ def test_torchrun_two_ranks_give_the_single_process_report(trained_lenet, tmp_pa
 def test_eval_config_round_trips_unknown_gate_norm():
     with pytest.raises(AdvkitError, match="unknown norm"):
         load_config(EvalConfig, None, ["gates.min_robust_acc={l3@0.1: 0.5}"])
+
+
+def test_baseline_of_another_schema_version_is_refused_before_any_work(tmp_path):
+    base = tmp_path / "old.json"
+    base.write_text(json.dumps({"schema": "advkit.report", "schema_version": 2, "models": []}))
+    p = _cli("eval", "--set", f"data.root={DATA}", "--baseline", str(base), "--out", str(tmp_path / "r"), "--quiet")
+    assert p.returncode == 2 and "schema version 2" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -201,3 +201,14 @@ def test_step_larger_than_eps_warns():
     with pytest.warns(UserWarning, match="larger than eps|alpha"):
         train_classifier(_cfg("epochs=1", "data.train_limit=256", "objective.name=pgd", "objective.eps=0.1",
                               "objective.alpha=0.2", "objective.steps=2"))
+
+
+def test_eps_ramp_grows_the_training_radius_linearly(tmp_path):
+    cfg = _cfg("epochs=3", "objective.name=pgd", "objective.eps=0.3", "objective.steps=2",
+               "objective.eps_ramp=2", "data.train_limit=256", "eval.n=32")
+    train_classifier(cfg, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [round(m["train_eps"], 6) for m in lines] == [0.15, 0.3, 0.3]
+    assert all(m["eval_eps"] == pytest.approx(0.3) for m in lines)  # evaluation always at the full eps
+    with pytest.raises(AdvkitError, match="eps_ramp"):
+        _cfg("objective.eps_ramp=-1")

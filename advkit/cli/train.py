@@ -59,3 +59,7 @@ def _print_epoch(m: dict) -> None:
         click.echo(f"catastrophic overfitting: held-out PGD accuracy fell to {c['guard_robust_acc']:.2%} "
                    f"(best {c['best_guard_robust_acc']:.2%} at epoch {c['best_epoch']}); {c['action']}")
 
+
+from advkit.cli.gan import gan_cmd  # noqa: E402  (at the end: gan.py does not import this module)
+
+train.add_command(gan_cmd, name="gan")

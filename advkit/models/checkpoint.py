@@ -64,6 +64,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta = json.loads(header[META_KEY])
     except json.JSONDecodeError:
         raise AdvkitError(f"{path}: advkit metadata is not valid JSON") from None
+    if isinstance(meta, dict) and meta.get("kind") in ("generator", "discriminator"):
+        raise AdvkitError(f"{path} is a GAN {meta['kind']} checkpoint; a classifier is expected here "
+                          f"(load it with advkit.gan.load_{meta['kind']})")
     spec = meta.get("model") if isinstance(meta, dict) else None
     if not (isinstance(spec, dict) and isinstance(spec.get("arch"), str)
             and all(isinstance(spec.get(k), int) for k in ("num_classes", "in_chans", "input_size"))

@@ -64,6 +64,11 @@ class ObjectiveConfig:
     norm: str = "linf"
     mix: float = 0.5                # fgsm: weight of the clean term
     beta: float = 6.0               # trades: weight of the KL term
+    eps_ramp: int = 0               # epochs over which eps (and alpha) grow linearly to their values; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.eps_ramp < 0:
+            raise ValueError(f"objective.eps_ramp must be >= 0 epochs, got {self.eps_ramp}")
 
 
 @dataclass(frozen=True)

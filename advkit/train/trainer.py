@@ -150,8 +150,14 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
     if cfg.label_smoothing:
         ls = cfg.label_smoothing
         loss_fn = lambda logits, y: F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=ls)  # noqa: E731
-    objective = get_objective(o.name, eps=o.eps, alpha=o.alpha, steps=o.steps, norm=o.norm, mix=o.mix,
-                              beta=o.beta, loss_fn=loss_fn)
+    def objective_at(epoch: int):
+        """The objective at ``epoch``: with ``eps_ramp`` the radius grows linearly over the first epochs (a
+        strong adversary on an untrained net can pin it at the class prior, as PGD training at eps 0.3 does)."""
+        frac = min(1.0, epoch / o.eps_ramp) if o.eps_ramp > 0 else 1.0
+        return get_objective(o.name, eps=o.eps * frac, alpha=None if o.alpha is None else o.alpha * frac,
+                             steps=o.steps, norm=o.norm, mix=o.mix, beta=o.beta, loss_fn=loss_fn)
+
+    objective = objective_at(cfg.epochs)  # validates the config before any work
     raw = build_model(cfg, train_all).to(device)
     if cfg.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
@@ -209,6 +215,8 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
     metrics: dict = json.loads(lines[-1]) if lines else {}
     stopped = None
     for epoch in range(start_epoch, cfg.epochs + 1):
+        if o.eps_ramp > 0:
+            objective = objective_at(epoch)
         raw.train()
         t0 = time.perf_counter()
         sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
@@ -255,6 +263,7 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
         metrics = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                    "clean_acc": clean_acc, "robust_acc": robust_acc, "eval_eps": eval_eps,
                    "guard_robust_acc": guard_acc, "lr": opt.param_groups[0]["lr"],
+                   "train_eps": o.eps * (min(1.0, epoch / o.eps_ramp) if o.eps_ramp > 0 else 1.0),
                    "epoch_time_s": round(train_time, 3), "eval_time_s": round(time.perf_counter() - t1, 3)}
         score = guard_acc if guard_on else (robust_acc if robust_acc is not None else clean_acc)
         if guard_on and best_epoch and score < best_metric - cfg.guard.drop:

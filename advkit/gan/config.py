@@ -1,0 +1,126 @@
+"""The GAN training config: frozen dataclasses; YAML files are short diffs over these defaults.
+
+Load one with ``advkit.config.load_config(GanConfig, path, sets)``: unknown keys raise with the closest
+valid key, values are type-checked, and the checks below turn bad values into one-line errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from advkit.gan.losses import LOSSES
+
+HARDEN_OBJECTIVES = ("none", "fgsm", "fgsm_rs", "pgd")
+
+
+@dataclass(frozen=True)
+class GanDataConfig:
+    dataset: str = "mnist"          # a registered name, npz:PATH or folder:PATH (square 28, 32 or 64 px images)
+    root: str | None = None         # --data-root; else ADVKIT_DATA; else ./datasets
+    download: bool = False          # let torchvision download a named dataset
+    train_limit: int | None = None  # use only the first N training images (smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ValueError(f"data.train_limit must be >= 1, got {self.train_limit}")
+
+
+@dataclass(frozen=True)
+class GanModelConfig:
+    z_dim: int = 100
+    g_width: int = 64               # channels of the generator's last hidden block (DCGAN: 64)
+    d_width: int = 64               # channels of the discriminator's first block
+    spectral_norm: bool = False     # spectral normalization on every discriminator conv (Miyato et al. 2018)
+    critic: bool | str = "auto"     # no BatchNorm in D (a Wasserstein critic); auto = true for the wgan loss
+
+    def __post_init__(self) -> None:
+        for name in ("z_dim", "g_width", "d_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if not isinstance(self.critic, bool) and self.critic != "auto":
+            raise ValueError(f"model.critic must be true, false or auto, got {self.critic!r}")
+
+
+@dataclass(frozen=True)
+class HardenConfig:
+    """Rob-GAN-style hardened discriminator (Liu & Hsieh 2019): D trains on adversarially perturbed real
+    and generated images, through advkit's training objectives applied to ``TwoLogit(D)``."""
+    objective: str = "none"         # none, fgsm, fgsm_rs, pgd
+    eps: float = 0.0                # L-inf radius in pixel units
+    steps: int = 10                 # pgd steps
+    alpha: float | None = None      # attack step; default per objective (fgsm_rs 1.25*eps, pgd 2.5*eps/steps)
+
+    def __post_init__(self) -> None:
+        if self.objective not in HARDEN_OBJECTIVES:
+            raise ValueError(f"unknown harden.objective {self.objective!r}; valid: {', '.join(HARDEN_OBJECTIVES)}")
+        if self.objective != "none" and not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"harden.objective {self.objective} needs harden.eps > 0, got {self.eps}")
+        if self.steps < 1:
+            raise ValueError(f"harden.steps must be >= 1, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class DualityGapConfig:
+    """The duality gap (Grnarova et al. 2019) as a training monitor, every ``every`` generator steps."""
+    every: int = 0                  # generator steps between two estimates; 0 = off
+    k: int = 20                     # optimizer steps for each worst-case opponent
+    n: int = 256                    # held-out real images (the first n of the test split)
+    lr: float | None = None         # the opponents' Adam learning rate; default lr_d
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.k < 1 or self.n < 1:
+            raise ValueError(f"dg.every must be >= 0 and dg.k, dg.n >= 1; got {self.every}, {self.k}, {self.n}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"dg.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    data: GanDataConfig = field(default_factory=GanDataConfig)
+    model: GanModelConfig = field(default_factory=GanModelConfig)
+    loss: str = "nonsaturating"     # minimax, nonsaturating, wgan (WGAN-GP with gp_weight > 0), hinge, lsgan
+    n_critic: int = 1               # D steps per G step (WGAN-GP: 5)
+    d_warmup: int = 0               # D steps before the first G step
+    real_label: float = 1.0         # one-sided label smoothing (e.g. 0.9); BCE and LSGAN losses only
+    lr_g: float = 2e-4              # TTUR (Heusel et al. 2017): give D and G different rates
+    lr_d: float = 2e-4
+    betas: tuple[float, ...] = (0.5, 0.999)
+    gp_weight: float = 10.0         # WGAN-GP lambda, used with the wgan loss; 0 = no penalty
+    ema_g: float = 0.0              # decay of an EMA copy of G (e.g. 0.999), used for samples and the checkpoint
+    harden: HardenConfig = field(default_factory=HardenConfig)
+    dg: DualityGapConfig = field(default_factory=DualityGapConfig)
+    epochs: int = 5
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"            # auto, cpu, cuda, cuda:N
+    deterministic: bool = False     # torch.use_deterministic_algorithms for the run
+    sample_every: int = 1           # epochs between sample grids (the last epoch always gets one); 0 = none
+    grid_n: int = 64                # images in a sample grid (fixed z)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown GAN loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.n_critic < 1 or self.grid_n < 1:
+            raise ValueError("epochs, batch_size, n_critic and grid_n must be >= 1")
+        if self.d_warmup < 0 or self.sample_every < 0:
+            raise ValueError("d_warmup and sample_every must be >= 0")
+        for name in ("lr_g", "lr_d"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be > 0, got {v}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if not (math.isfinite(self.gp_weight) and self.gp_weight >= 0):
+            raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if not 0 <= self.ema_g < 1:
+            raise ValueError(f"ema_g must be in [0, 1), got {self.ema_g}")
+        if not 0 < self.real_label <= 1:
+            raise ValueError(f"real_label must be in (0, 1], got {self.real_label}")
+        if self.real_label != 1.0 and self.loss in ("wgan", "hinge"):
+            raise ValueError(f"real_label (label smoothing) does not apply to the {self.loss} loss; use 1.0")
+
+    @property
+    def critic(self) -> bool:
+        """Whether D is a normalization-free critic (``model.critic``, resolved)."""
+        return self.loss == "wgan" if self.model.critic == "auto" else bool(self.model.critic)

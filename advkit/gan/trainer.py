@@ -1,0 +1,431 @@
+"""The GAN training loop: alternating updates of a DCGAN discriminator and generator.
+
+Per batch of real images: one discriminator (critic) step against fresh fakes with the generator frozen;
+after ``d_warmup`` D steps, one generator step every ``n_critic`` D steps with the discriminator frozen.
+Options: the five GAN losses, one-sided label smoothing, TTUR, the WGAN-GP penalty, a Rob-GAN-style
+hardened discriminator (trained on adversarial real and fake inputs through advkit's training objectives),
+an EMA generator, and a duality-gap monitor. Per epoch: a sample grid from a fixed z, a metrics line, the
+loss curves and an atomic resume checkpoint. Single process, CPU or CUDA (no DDP).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advkit.config import to_dict, to_yaml
+from advkit.data import load_dataset
+from advkit.errors import AdvkitError
+from advkit.gan import losses
+from advkit.gan.checkpoint import save_gan_net
+from advkit.gan.config import GanConfig
+from advkit.gan.duality_gap import duality_gap
+from advkit.gan.nets import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit
+from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+CKPT = "last.ckpt"
+# keys that may change between a run and its resumption
+RESUMABLE_CHANGES = {"device", "data.root"}
+
+
+def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bool = False, resume: bool = False,
+              on_epoch: Callable[[dict], None] | None = None) -> tuple[DCGANGenerator, dict]:
+    """Train a DCGAN per ``cfg``. With ``out_dir``, writes ``config.yaml``, ``metrics.jsonl``,
+    ``samples_epochEEE.png``, ``losses.png`` and ``last.ckpt`` every epoch, and ``generator.safetensors`` +
+    ``discriminator.safetensors`` (each with a ``.json``) at the end. ``resume=True`` continues from
+    ``out_dir/last.ckpt`` when it exists (bit-identical to an uninterrupted run on the CPU).
+    A NaN or infinite loss stops the run with an :class:`AdvkitError` naming the step and the last good
+    checkpoint. Returns the final generator (the EMA copy when ``ema_g > 0``; eval mode, on the training
+    device) and the last epoch's metrics.
+    """
+    device = resolve_device(cfg.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    seed_everything(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _GanRun(cfg, out_dir, device, progress, resume, on_epoch).run()
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _set_trainable(net: nn.Module, on: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(on)
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def _flat_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        key = f"{prefix}{k}"
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _flat_diff(va, vb, key + ".")
+        elif va != vb and key not in RESUMABLE_CHANGES:
+            out.append(f"{key}: {va!r} -> {vb!r}")
+    return out
+
+
+def per_sample_d_loss(name: str, real_label: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss_fn(two_logit_logits, y) -> per-sample D loss`` for GAN loss ``name``, labels REAL=0 / FAKE=1.
+
+    The mean over a real batch plus the mean over a fake batch equals ``d_loss(name, ...)``; it is the loss
+    the hardened discriminator's attack maximizes and its training step minimizes.
+    """
+    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        d = (logits[:, REAL] - logits[:, FAKE]).float()  # TwoLogit's (d/2, -d/2) -> the raw logit d
+        if name in ("minimax", "nonsaturating"):
+            real = F.softplus(-d)
+            if real_label != 1.0:
+                real = real_label * real + (1 - real_label) * F.softplus(d)
+            fake = F.softplus(d)
+        elif name == "wgan":
+            real, fake = -d, d
+        elif name == "hinge":
+            real, fake = F.relu(1 - d), F.relu(1 + d)
+        else:  # lsgan
+            real, fake = 0.5 * (d - real_label).pow(2), 0.5 * d.pow(2)
+        return torch.where(y == REAL, real, fake)
+    return loss_fn
+
+
+def _tiles(x: torch.Tensor, n_cols: int | None = None, pad: int = 2) -> np.ndarray:
+    """[N, C, H, W] in [0,1] -> one BGR uint8 grid image (nearest-upscaled to at least 56 px per tile)."""
+    x = x.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = x.shape
+    cols = n_cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    scale = max(1, 56 // h)
+    th, tw = h * scale, w * scale
+    grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, np.uint8)
+    imgs = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    for i in range(n):
+        img = np.repeat(imgs[i], 3, axis=2) if c == 1 else imgs[i][:, :, ::-1]
+        img = cv2.resize(img, (tw, th), interpolation=cv2.INTER_NEAREST)
+        r, q = divmod(i, cols)
+        grid[pad + r * (th + pad):pad + r * (th + pad) + th, pad + q * (tw + pad):pad + q * (tw + pad) + tw] = img
+    return grid
+
+
+def sample_grid_png(x: torch.Tensor, title: str = "") -> bytes:
+    """PNG bytes of a square-ish grid of images in [0,1], with an optional title strip."""
+    grid = _tiles(x)
+    if title:
+        top = np.full((22, grid.shape[1], 3), 255, np.uint8)
+        cv2.putText(top, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        grid = np.vstack([top, grid])
+    ok, buf = cv2.imencode(".png", grid)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the sample grid as PNG")
+    return buf.tobytes()
+
+
+def loss_curves_png(curves: dict[str, list[float]], width: int = 720, height: int = 360,
+                    title: str = "GAN losses per step") -> bytes:
+    """PNG bytes of a line plot of ``{name: values per step}`` (each on its own step axis), via OpenCV."""
+    colors = [(200, 90, 30), (30, 120, 230), (40, 160, 40), (150, 40, 160)]  # BGR
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 64, 16, 30, 36
+    pw, ph = width - left - right, height - top - bottom
+    finite = [v for vals in curves.values() for v in vals if math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    n_max = max((len(v) for v in curves.values()), default=1)
+    cv2.rectangle(img, (left, top), (left + pw, top + ph), (0, 0, 0), 1)
+    for frac in (0.0, 0.5, 1.0):
+        yv = lo + frac * (hi - lo)
+        py = int(round(top + ph - frac * ph))
+        cv2.line(img, (left - 4, py), (left, py), (0, 0, 0), 1)
+        cv2.putText(img, f"{yv:.3g}", (4, py + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "0", (left - 4, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{n_max} steps", (left + pw - 70, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (name, vals) in enumerate(curves.items()):
+        color = colors[i % len(colors)]
+        pts = [(left + (j / max(len(vals) - 1, 1)) * pw, top + ph - (v - lo) / (hi - lo) * ph)
+               for j, v in enumerate(vals) if math.isfinite(v)]
+        if len(pts) >= 2:
+            arr = np.round(np.array(pts)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(img, [arr], False, color, 1, cv2.LINE_AA)
+        elif pts:
+            cv2.circle(img, tuple(int(round(c)) for c in pts[0]), 2, color, -1)
+        lx = left + 10 + 110 * i
+        cv2.line(img, (lx, top + 12), (lx + 20, top + 12), color, 2)
+        cv2.putText(img, name, (lx + 24, top + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the loss plot as PNG")
+    return buf.tobytes()
+
+
+class _GanRun:
+    """One training run; its state lives on the instance so the step functions stay short."""
+
+    def __init__(self, cfg: GanConfig, out_dir, device: torch.device, progress: bool, resume: bool,
+                 on_epoch: Callable[[dict], None] | None):
+        self.cfg, self.device, self.progress, self.resume, self.on_epoch = cfg, device, progress, resume, on_epoch
+        self.out = Path(out_dir) if out_dir is not None else None
+        c = cfg
+        self.train = load_dataset(c.data.dataset, "train", root=c.data.root,
+                                  download=c.data.download).subset(c.data.train_limit)
+        ch, h, w = self.train.image_shape
+        if h != w:
+            raise AdvkitError(f"{self.train.name}: square images expected, got {h}x{w}")
+        self.steps_per_epoch = len(self.train) // c.batch_size
+        if self.steps_per_epoch == 0:
+            raise AdvkitError(f"{len(self.train)} training images are fewer than one batch of {c.batch_size}")
+        self.G = DCGANGenerator(z_dim=c.model.z_dim, img_size=h, channels=ch, width=c.model.g_width).to(device)
+        self.D = DCGANDiscriminator(img_size=h, channels=ch, width=c.model.d_width,
+                                    spectral_norm=c.model.spectral_norm, critic=c.critic).to(device)
+        self.G_ema = None
+        if c.ema_g > 0:
+            self.G_ema = copy.deepcopy(self.G).eval()
+            _set_trainable(self.G_ema, False)
+        betas = tuple(c.betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=betas)
+        self.shuffle_gen = torch.Generator().manual_seed(c.seed)
+        self.noise_gen = torch.Generator(device=device).manual_seed(c.seed + 1)
+        self.fixed_z = torch.randn(c.grid_n, c.model.z_dim, generator=torch.Generator().manual_seed(c.seed + 2))
+        self.hardened = None
+        if c.harden.objective != "none":
+            from advkit.train.objectives import get_objective
+
+            hd = c.harden
+            self.hardened = get_objective(hd.objective, eps=hd.eps, alpha=hd.alpha, steps=hd.steps,
+                                          loss_fn=per_sample_d_loss(c.loss, c.real_label))
+        self.heldout = None
+        if c.dg.every:
+            test = load_dataset(c.data.dataset, "test", root=c.data.root, download=c.data.download)
+            self.heldout = test.subset(c.dg.n).tensors()[0]
+        self.cfg_dict = to_dict(c)
+        self.epoch, self.d_steps, self.g_steps, self.it = 0, 0, 0, 0
+        self.lines: list[str] = []
+        self.curves: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
+        self.last_dg: dict | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self) -> dict:
+        return {"config": self.cfg_dict, "epoch": self.epoch, "G": _cpu_state(self.G), "D": _cpu_state(self.D),
+                "G_ema": _cpu_state(self.G_ema) if self.G_ema is not None else None,
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "shuffle_rng": self.shuffle_gen.get_state(), "noise_rng": self.noise_gen.get_state().cpu(),
+                "torch_rng": torch.get_rng_state(), "d_steps": self.d_steps, "g_steps": self.g_steps,
+                "it": self.it, "metrics_lines": list(self.lines),
+                "curves": {k: list(v) for k, v in self.curves.items()}, "last_dg": self.last_dg}
+
+    def _save_state(self) -> None:
+        buf = io.BytesIO()
+        torch.save(self._state(), buf)
+        atomic_write_bytes(self.out / CKPT, buf.getvalue())  # a crash mid-write keeps the previous one
+
+    def _restore(self) -> None:
+        path = self.out / CKPT
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+        except Exception as e:  # torch raises several types for corrupt or foreign files
+            raise AdvkitError(f"cannot resume from {path}: not a readable advkit GAN checkpoint ({e})") from None
+        if not isinstance(st, dict) or "G" not in st or "D" not in st:
+            raise AdvkitError(f"cannot resume from {path}: not an advkit GAN training checkpoint")
+        diff = _flat_diff(st["config"], self.cfg_dict)
+        if diff:
+            raise AdvkitError(f"cannot resume {path}: it was written with another config ({'; '.join(diff)})")
+        self.G.load_state_dict(st["G"])
+        self.D.load_state_dict(st["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(st["G_ema"])
+        self.opt_g.load_state_dict(st["opt_g"])
+        self.opt_d.load_state_dict(st["opt_d"])
+        self.shuffle_gen.set_state(st["shuffle_rng"])
+        self.noise_gen.set_state(st["noise_rng"].to(self.noise_gen.get_state().device))
+        torch.set_rng_state(st["torch_rng"])
+        self.epoch, self.d_steps, self.g_steps, self.it = st["epoch"], st["d_steps"], st["g_steps"], st["it"]
+        self.lines = list(st["metrics_lines"])
+        self.curves = {k: list(v) for k, v in st["curves"].items()}
+        self.last_dg = st["last_dg"]
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+
+    # ------------------------------------------------------------------ steps
+
+    def _check(self, value: torch.Tensor, what: str, batch: int) -> float:
+        v = value.item()
+        if not math.isfinite(v):
+            if self.out is not None and self.epoch >= 1:
+                good = f"the last good checkpoint is {self.out / CKPT} (end of epoch {self.epoch})"
+            else:
+                good = "no checkpoint was written yet (it diverged in the first epoch)"
+            raise AdvkitError(f"training diverged at step {self.it} (epoch {self.epoch + 1}, batch {batch}): "
+                              f"{what} is {v}; {good}; lower the learning rates or change the loss")
+        return v
+
+    def _d_step(self, x: torch.Tensor, batch: int) -> tuple[float, float, float, float | None]:
+        c = self.cfg
+        _set_trainable(self.G, False)
+        _set_trainable(self.D, True)
+        z = torch.randn(len(x), c.model.z_dim, generator=self.noise_gen, device=self.device)
+        with torch.no_grad():
+            fake = self.G(z)
+        self._check(fake.sum(), "a generated image", batch)
+        if self.hardened is not None:
+            tl = TwoLogit(self.D)
+            y_real = torch.full((len(x),), REAL, dtype=torch.int64, device=self.device)
+            y_fake = torch.full((len(x),), FAKE, dtype=torch.int64, device=self.device)
+            l_real, lg_real = self.hardened(tl, x, y_real, attack_model=tl, generator=self.noise_gen)
+            l_fake, lg_fake = self.hardened(tl, fake, y_fake, attack_model=tl, generator=self.noise_gen)
+            loss = l_real + l_fake
+            d_real, d_fake = lg_real[:, REAL] - lg_real[:, FAKE], lg_fake[:, REAL] - lg_fake[:, FAKE]
+        else:
+            d_real, d_fake = self.D(x), self.D(fake)
+            loss = losses.d_loss(c.loss, d_real, d_fake, real_label=c.real_label)
+        gp = None
+        if c.loss == "wgan" and c.gp_weight > 0:
+            gp_t = losses.gradient_penalty(self.D, x, fake, generator=self.noise_gen)
+            loss = loss + c.gp_weight * gp_t
+            gp = self._check(gp_t, "the gradient penalty", batch)
+        value = self._check(loss, "the discriminator loss", batch)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        self.d_steps += 1
+        with torch.no_grad():
+            real_acc = (d_real > 0).float().mean().item()
+            fake_acc = (d_fake < 0).float().mean().item()
+        return value, real_acc, fake_acc, gp
+
+    def _g_step(self, batch_size: int, batch: int) -> float:
+        c = self.cfg
+        _set_trainable(self.D, False)
+        _set_trainable(self.G, True)
+        z = torch.randn(batch_size, c.model.z_dim, generator=self.noise_gen, device=self.device)
+        loss = losses.g_loss(c.loss, self.D(self.G(z)))
+        value = self._check(loss, "the generator loss", batch)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.g_steps += 1
+        if self.G_ema is not None:
+            _ema_update(self.G_ema, self.G, c.ema_g)
+        _set_trainable(self.D, True)
+        return value
+
+    def _duality_gap(self) -> dict:
+        c = self.cfg
+        gen = torch.Generator(device=self.device).manual_seed(c.seed + 1000 + self.g_steps)  # training RNG untouched
+        res = duality_gap(self.G, self.D, self.heldout, k=c.dg.k, lr=c.dg.lr or c.lr_d, batch_size=c.batch_size,
+                          generator=gen, betas=tuple(c.betas))
+        return {**res, "g_step": self.g_steps}
+
+    # ------------------------------------------------------------------ outputs
+
+    @property
+    def sampler(self) -> DCGANGenerator:
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def _write_samples(self, epoch: int) -> None:
+        g = self.sampler
+        was = g.training
+        g.eval()
+        with torch.no_grad():
+            x = torch.cat([g(z.to(self.device)) for z in self.fixed_z.split(256)])
+        g.train(was)
+        atomic_write_bytes(self.out / f"samples_epoch{epoch:03d}.png",
+                           sample_grid_png(x, f"epoch {epoch}, {self.cfg.loss} loss"))
+
+    def _meta(self, metrics: dict) -> dict:
+        return {"dataset": self.cfg.data.dataset, "input_shape": list(self.train.image_shape),
+                "config": self.cfg_dict, "metrics": metrics}
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> tuple[DCGANGenerator, dict]:
+        from tqdm.auto import tqdm
+
+        c, out = self.cfg, self.out
+        if out is not None and self.resume and (out / CKPT).is_file():
+            self._restore()
+        elif out is not None and self.resume:
+            log.warning("nothing to resume in %s: starting from scratch", out)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "config.yaml", to_yaml(c))
+        metrics: dict = json.loads(self.lines[-1]) if self.lines else {}
+        self.G.train()
+        self.D.train()
+        for epoch in range(self.epoch + 1, c.epochs + 1):
+            t0 = time.perf_counter()
+            d_sum = g_sum = gp_sum = real_acc = fake_acc = 0.0
+            n_d = n_g = 0
+            bar = tqdm(self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True),
+                       total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}", leave=False,
+                       disable=None if self.progress else True)
+            for b, (x, _) in enumerate(bar, 1):
+                self.it += 1
+                x = x.to(self.device, non_blocking=True)
+                dl, ra, fa, gp = self._d_step(x, b)
+                d_sum, real_acc, fake_acc, n_d = d_sum + dl, real_acc + ra, fake_acc + fa, n_d + 1
+                self.curves["d_loss"].append(dl)
+                if gp is not None:
+                    gp_sum += gp
+                if self.d_steps > c.d_warmup and (self.d_steps - c.d_warmup) % c.n_critic == 0:
+                    gl = self._g_step(len(x), b)
+                    g_sum, n_g = g_sum + gl, n_g + 1
+                    self.curves["g_loss"].append(gl)
+                    if c.dg.every and self.g_steps % c.dg.every == 0:
+                        self.last_dg = self._duality_gap()
+                bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
+            metrics = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1), "g_loss": g_sum / n_g if n_g else None,
+                       "d_real_acc": real_acc / max(n_d, 1), "d_fake_acc": fake_acc / max(n_d, 1),
+                       "gp": gp_sum / max(n_d, 1) if c.loss == "wgan" and c.gp_weight > 0 else None,
+                       "d_steps": self.d_steps, "g_steps": self.g_steps,
+                       "time_s": round(time.perf_counter() - t0, 3)}
+            if self.last_dg is not None:
+                metrics.update(dg=self.last_dg["dg"], dg_g_step=self.last_dg["g_step"],
+                               dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"])
+            self.lines.append(json.dumps(metrics))
+            self.epoch = epoch
+            if out is not None:
+                if c.sample_every and (epoch % c.sample_every == 0 or epoch == c.epochs):
+                    self._write_samples(epoch)
+                atomic_write_text(out / "metrics.jsonl", "\n".join(self.lines) + "\n")
+                atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
+                self._save_state()
+            log.info("epoch %d: %s", epoch, json.dumps(metrics))
+            if self.on_epoch is not None:
+                self.on_epoch(metrics)
+        _set_trainable(self.G, True)
+        _set_trainable(self.D, True)
+        final = self.sampler
+        if out is not None:
+            meta = self._meta(metrics)
+            save_gan_net(final, out / "generator.safetensors", "generator", ema=self.G_ema is not None, **meta)
+            save_gan_net(self.D, out / "discriminator.safetensors", "discriminator", **meta)
+        self.D.eval()
+        return final.eval(), metrics
