@@ -176,9 +176,9 @@ def loss_curves_png(curves: dict[str, list[float]], width: int = 720, height: in
             cv2.polylines(img, [arr], False, color, 1, cv2.LINE_AA)
         elif pts:
             cv2.circle(img, tuple(int(round(c)) for c in pts[0]), 2, color, -1)
-        lx = left + 10 + 110 * i
-        cv2.line(img, (lx, top + 12), (lx + 20, top + 12), color, 2)
-        cv2.putText(img, name, (lx + 24, top + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+        lx = left + 230 + 110 * i  # the legend shares the title strip, right of the title
+        cv2.line(img, (lx, 15), (lx + 20, 15), color, 2)
+        cv2.putText(img, name, (lx + 24, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise RuntimeError("OpenCV could not encode the loss plot as PNG")
