@@ -1,0 +1,46 @@
+"""Smoke run of the MNIST GAN benchmark: it runs end to end and writes sane figures (the figures themselves come
+from full runs, recorded in bench/results/)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gan_mnist_quick(tmp_path):
+    out = tmp_path / "gan.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # ADVKIT_CACHE: the isolated one from conftest
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "gan_mnist.py"), "--quick", "--out", str(out),
+                        "--run-dir", str(tmp_path / "runs")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert not out.with_suffix(".md").exists()  # quick runs write no table
+    assert r["quick"] is True and r["n_samples"] == 200
+    clf, ref = r["classifier"], r["reference"]
+    assert clf["test_acc"] > 0.95 and Path(clf["path"]).is_file()
+    assert Path(clf["path"]).is_relative_to(os.environ["ADVKIT_CACHE"])
+    assert ref["is_test"] > 5  # a real classifier on real digits
+    (row,) = r["rows"]
+    assert row["config"] == "dcgan_mnist" and row["epochs"] == 1 and len(row["epoch_time_s"]) == 1
+    assert row["resolved_config"]["model"]["g_width"] == 8 and row["resolved_config"]["data"]["train_limit"] == 512
+    assert 1 <= row["is"] <= 10
+    cov = row["coverage"]
+    assert len(cov) == 10 and math.isclose(sum(cov), 1.0, abs_tol=1e-6) and row["min_class_share"] == min(cov)
+    assert row["fd_floor"] == ref["fd_floor"] >= 0
+    assert row["fd"] > row["fd_floor"]  # an untrained 1-epoch tiny GAN is worse than real data
+    assert math.isclose(row["fd_ratio"], row["fd"] / row["fd_floor"], rel_tol=1e-9)
+    assert math.isfinite(row["kid"]) and row["s_per_epoch"] > 0
+    assert row["dg_fd_spearman"] is None and "dg" in row["dg_fd_note"]
+    assert set(row["targets"]) == {"is", "min_class_share", "fd_ratio", "epochs", "met"}
+    assert r["machine"]["cpu_count"] >= 1 and r["machine"]["torch"]
+    assert (tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors").is_file()
