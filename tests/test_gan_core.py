@@ -338,3 +338,56 @@ def test_extract_lenet():
         extract(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()), u8)
     with pytest.raises(AdvkitError):
         extract(model, u8.long())
+
+
+# ---------------------------------------------------------------- the duality gap on a toy game
+
+class _PointG(nn.Module):
+    """A generator that puts all its mass on one value theta (z is ignored)."""
+    z_dim = 1
+
+    def __init__(self, theta: float):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(theta))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.theta.expand(len(z), 1, 1, 1)
+
+
+class _BumpD(nn.Module):
+    """logit(x) = b - s (x - m)^2 with s, m fixed (buffers): only the offset b is the discriminator's move."""
+
+    def __init__(self, b: float, s: float = 4.0, m: float = 0.5):
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(b))
+        self.register_buffer("s", torch.tensor(s))
+        self.register_buffer("m", torch.tensor(m))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b - self.s * (x.flatten(1).mean(1) - self.m) ** 2
+
+
+@pytest.mark.parametrize("theta,b", [(0.2, 1.0), (0.8, -0.5), (0.1, 0.32)])
+def test_duality_gap_matches_the_closed_form_of_a_toy_game(theta, b):
+    """Real data is the point r = 0.9. With A = s(r-m)^2 and B = s(theta-m)^2, V(theta, b) =
+    log sig(b - A) + log sig(B - b); the best b' for theta is (A + B) / 2 (V is concave in b), so
+    max_D' V = 2 log sig((B - A) / 2); the best theta' for b is m, so min_G' V = log sig(b - A) + log sig(-b).
+    The estimator's Adam steps must find both optima."""
+    from advkit.gan import duality_gap
+
+    s, m, r = 4.0, 0.5, 0.9
+    big_a, big_b = s * (r - m) ** 2, s * (theta - m) ** 2
+    ls = lambda t: math.log(1 / (1 + math.exp(-t)))  # noqa: E731
+    v = ls(b - big_a) + ls(big_b - b)
+    v_max = 2 * ls((big_b - big_a) / 2)
+    v_min = ls(b - big_a) + ls(-b)
+    exact = v_max - v_min
+    real = torch.full((32, 1, 1, 1), r)
+    g, d = _PointG(theta), _BumpD(b, s, m)
+    res = duality_gap(g, d, real, k=400, lr=0.02, batch_size=32, generator=_gen(0))
+    assert res["v"] == pytest.approx(v, abs=1e-5)
+    assert res["v_worst_d"] == pytest.approx(v_max, abs=2e-3)
+    assert res["v_worst_g"] == pytest.approx(v_min, abs=2e-3)
+    assert res["dg"] == pytest.approx(exact, abs=4e-3)
+    assert exact > 0.05  # none of the cases is an equilibrium
+    assert g.theta.item() == pytest.approx(theta) and d.b.item() == pytest.approx(b)  # copies were optimized

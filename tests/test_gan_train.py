@@ -167,6 +167,25 @@ def test_n_critic_warmup_and_duality_gap_monitor(tmp_path):
     assert (m["d_steps"], m["g_steps"]) == (6, 4)
 
 
+def test_duality_gap_objective_trains_both_players_against_worst_case_copies(tmp_path):
+    cfg = _cfg("loss=dg", "dg.train_k=2", "epochs=1", "data.train_limit=128")
+    assert cfg.d_loss_name == "minimax" and not cfg.critic
+    g, m = train_gan(cfg, tmp_path)
+    assert np.isfinite(m["d_loss"]) and np.isfinite(m["g_loss"])
+    st = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    steps = lambda opt: {int(s["step"]) for s in opt["state"].values()}  # noqa: E731
+    # the inner worst-case searches use their own optimizers: the players take one step per batch
+    assert steps(st["opt_d"]) == {4} and steps(st["opt_g"]) == {4}
+    # D trained against fakes of the worst-case generator, not of G: the losses differ from the minimax run
+    _, mm = train_gan(_cfg("loss=minimax", "epochs=1", "data.train_limit=128"))
+    assert mm["d_loss"] != m["d_loss"]
+    # more inner steps make a stronger worst-case generator, so D's loss against its fakes is higher
+    _, m6 = train_gan(_cfg("loss=dg", "dg.train_k=6", "epochs=1", "data.train_limit=128"))
+    assert m6["d_loss"] > m["d_loss"] + 0.005
+    with pytest.raises(ValueError, match="does not apply to the dg loss"):
+        _cfg("loss=dg", "real_label=0.9")
+
+
 def test_duality_gap_is_nonnegative_and_leaves_players_untouched():
     torch.manual_seed(0)
     g = DCGANGenerator(z_dim=8, img_size=28, channels=1, width=4)
@@ -280,6 +299,36 @@ def test_train_gan_cli(tmp_path, capsys):
     code, _, err = _cli(capsys, "train", "gan", "-c", str(bad), "--out", str(tmp_path / "bad"))
     assert code == 2 and "unknown config key 'los'" in _one_error_line(err)
     assert not (tmp_path / "bad").exists()
+
+
+def test_torchrun_two_processes_on_gloo_match_one_process(tmp_path):
+    """Global batch sliced per rank, z drawn globally and sliced, gradients averaged: with no BatchNorm
+    (whose statistics are per process) two processes train the same nets as one, up to summation order."""
+    import subprocess
+    import sys
+
+    sets = [*TINY, "epochs=2", "data.train_limit=128", "loss=hinge", "model.critic=true",
+            "model.g_batch_norm=false", "dg.every=2", "dg.k=2", "dg.n=32"]
+    flags = [a for s in sets for a in ("--set", s)]
+    runs = {}
+    for name, launcher in (("ddp", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]),
+                           ("one", [])):
+        p = subprocess.run([sys.executable, *launcher, "-m", "advkit", "train", "gan", *flags,
+                            "--out", str(tmp_path / name)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        runs[name] = p.stdout
+    assert runs["ddp"].count("epoch   2") == 1  # rank 0 alone reports
+    for f in ("generator.safetensors", "discriminator.safetensors"):
+        a, b = load_file(tmp_path / "ddp" / f), load_file(tmp_path / "one" / f)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    m_ddp, m_one = ([json.loads(x) for x in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+                    for n in ("ddp", "one"))
+    for a, b in zip(m_ddp, m_one):
+        for k in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc", "dg"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+        assert (a["d_steps"], a["g_steps"]) == (b["d_steps"], b["g_steps"])
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "gan").glob("*.yaml")), ids=lambda p: p.name)

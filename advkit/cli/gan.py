@@ -25,8 +25,12 @@ from advkit.errors import AdvkitError
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.ckpt (written atomically every epoch).")
 def gan_cmd(config_path, sets, out, data_root, resume):
     """Train a DCGAN; writes OUT/generator.safetensors and discriminator.safetensors (+ .json), sample
-    grids per epoch, metrics.jsonl, losses.png, config.yaml and the resume checkpoint last.ckpt."""
+    grids per epoch, metrics.jsonl, losses.png, config.yaml and the resume checkpoint last.ckpt.
+
+    Under `torchrun --nproc_per_node=N` each process takes 1/N of every batch and gradients are averaged;
+    only rank 0 prints and writes. batch_size is the global batch."""
     import dataclasses
+    import os
 
     from advkit.config import load_config
     from advkit.gan.config import GanConfig
@@ -39,9 +43,10 @@ def gan_cmd(config_path, sets, out, data_root, resume):
         raise AdvkitError("--resume needs --out DIR (the run to continue)")
     out_dir = Path(out) if out else default_out("gan")
     extra = f", hardened D ({cfg.harden.objective}, eps {cfg.harden.eps:g})" if cfg.harden.objective != "none" else ""
-    click.echo(f"training a DCGAN on {cfg.data.dataset} ({cfg.loss} loss{extra}, {cfg.epochs} epochs) -> {out_dir}")
+    echo = click.echo if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+    echo(f"training a DCGAN on {cfg.data.dataset} ({cfg.loss} loss{extra}, {cfg.epochs} epochs) -> {out_dir}")
     _, metrics = train_gan(cfg, out_dir, progress=True, resume=resume, on_epoch=_print_epoch)
-    click.echo(f"done (epoch {metrics.get('epoch', cfg.epochs)}); generator: {out_dir / 'generator.safetensors'}")
+    echo(f"done (epoch {metrics.get('epoch', cfg.epochs)}); generator: {out_dir / 'generator.safetensors'}")
 
 
 def _print_epoch(m: dict) -> None:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from advkit.gan.losses import LOSSES
 
 HARDEN_OBJECTIVES = ("none", "fgsm", "fgsm_rs", "pgd")
+# the training objectives: the five pure losses, and the duality gap itself ("generative minimization
+# networks", Grnarova et al. 2021): both players minimize DG(G, D) = max_D' V(G, D') - min_G' V(G', D)
+TRAIN_LOSSES = LOSSES + ("dg",)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class GanModelConfig:
     d_width: int = 64               # channels of the discriminator's first block
     spectral_norm: bool = False     # spectral normalization on every discriminator conv (Miyato et al. 2018)
     critic: bool | str = "auto"     # no BatchNorm in D (a Wasserstein critic); auto = true for the wgan loss
+    g_batch_norm: bool = True       # BatchNorm in G's hidden layers (DCGAN); false for exact multi-process runs
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "g_width", "d_width"):
@@ -62,15 +66,18 @@ class HardenConfig:
 
 @dataclass(frozen=True)
 class DualityGapConfig:
-    """The duality gap (Grnarova et al. 2019) as a training monitor, every ``every`` generator steps."""
+    """The duality gap (Grnarova et al. 2019) as a training monitor, every ``every`` generator steps, and
+    the inner optimization of the ``dg`` training objective (``train_k`` steps per worst-case opponent)."""
     every: int = 0                  # generator steps between two estimates; 0 = off
-    k: int = 20                     # optimizer steps for each worst-case opponent
+    k: int = 20                     # optimizer steps for each worst-case opponent (the monitor)
     n: int = 256                    # held-out real images (the first n of the test split)
     lr: float | None = None         # the opponents' Adam learning rate; default lr_d
+    train_k: int = 3                # loss: dg only: worst-case opponent steps per training step
 
     def __post_init__(self) -> None:
-        if self.every < 0 or self.k < 1 or self.n < 1:
-            raise ValueError(f"dg.every must be >= 0 and dg.k, dg.n >= 1; got {self.every}, {self.k}, {self.n}")
+        if self.every < 0 or self.k < 1 or self.n < 1 or self.train_k < 1:
+            raise ValueError(f"dg.every must be >= 0 and dg.k, dg.n, dg.train_k >= 1; got {self.every}, "
+                             f"{self.k}, {self.n}, {self.train_k}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"dg.lr must be > 0, got {self.lr}")
 
@@ -79,7 +86,7 @@ class DualityGapConfig:
 class GanConfig:
     data: GanDataConfig = field(default_factory=GanDataConfig)
     model: GanModelConfig = field(default_factory=GanModelConfig)
-    loss: str = "nonsaturating"     # minimax, nonsaturating, wgan (WGAN-GP with gp_weight > 0), hinge, lsgan
+    loss: str = "nonsaturating"     # minimax, nonsaturating, wgan (WGAN-GP with gp_weight > 0), hinge, lsgan, dg
     n_critic: int = 1               # D steps per G step (WGAN-GP: 5)
     d_warmup: int = 0               # D steps before the first G step
     real_label: float = 1.0         # one-sided label smoothing (e.g. 0.9); BCE and LSGAN losses only
@@ -99,8 +106,8 @@ class GanConfig:
     grid_n: int = 64                # images in a sample grid (fixed z)
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown GAN loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.loss not in TRAIN_LOSSES:
+            raise ValueError(f"unknown GAN loss {self.loss!r}; valid: {', '.join(TRAIN_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.n_critic < 1 or self.grid_n < 1:
             raise ValueError("epochs, batch_size, n_critic and grid_n must be >= 1")
         if self.d_warmup < 0 or self.sample_every < 0:
@@ -117,8 +124,13 @@ class GanConfig:
             raise ValueError(f"ema_g must be in [0, 1), got {self.ema_g}")
         if not 0 < self.real_label <= 1:
             raise ValueError(f"real_label must be in (0, 1], got {self.real_label}")
-        if self.real_label != 1.0 and self.loss in ("wgan", "hinge"):
+        if self.real_label != 1.0 and self.loss in ("wgan", "hinge", "dg"):
             raise ValueError(f"real_label (label smoothing) does not apply to the {self.loss} loss; use 1.0")
+
+    @property
+    def d_loss_name(self) -> str:
+        """The pure loss D minimizes: the duality-gap objective plays the minimax game's value."""
+        return "minimax" if self.loss == "dg" else self.loss
 
     @property
     def critic(self) -> bool:

@@ -64,21 +64,30 @@ class DCGANGenerator(nn.Module):
 
     A stride-1 transposed conv lifts z (as a 1x1 map) to 4x4 (7x7 for 28), then stride-2 transposed convs
     double the side (28: 7-14-28; 32: 4-8-16-32; 64: 4-8-16-32-64). ``width`` is the channel count of the
-    last hidden block; each earlier block has twice as many.
+    last hidden block; each earlier block has twice as many. ``batch_norm=False`` drops the hidden
+    BatchNorm layers (the DCGAN paper's ablation; it also makes multi-process training exactly equal to one
+    process, since BatchNorm normalizes over each process's share of the batch).
     """
 
-    def __init__(self, z_dim: int = 100, img_size: int = 28, channels: int = 1, width: int = 64):
+    def __init__(self, z_dim: int = 100, img_size: int = 28, channels: int = 1, width: int = 64,
+                 batch_norm: bool = True):
         super().__init__()
         _check_positive(z_dim=z_dim, channels=channels, width=width)
         start, n_up = _layout(img_size)
         self.z_dim, self.img_size, self.channels = z_dim, img_size, channels
         self.spec = {"arch": "dcgan_generator", "z_dim": z_dim, "img_size": img_size, "channels": channels,
                      "width": width}
+        if not batch_norm:  # absent from the spec means true: older checkpoints load unchanged
+            self.spec["batch_norm"] = False
         hidden = [width * 2 ** (n_up - 1 - i) for i in range(n_up)]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, hidden[0], start, 1, 0, bias=False),
-                                   nn.BatchNorm2d(hidden[0]), nn.ReLU(True)]
+
+        def norm(c: int) -> list[nn.Module]:
+            return [nn.BatchNorm2d(c)] if batch_norm else []
+
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, hidden[0], start, 1, 0, bias=not batch_norm),
+                                   *norm(hidden[0]), nn.ReLU(True)]
         for c_in, c_out in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm), *norm(c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(hidden[-1], channels, 4, 2, 1), nn.Tanh()]  # output layer: no BatchNorm
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)

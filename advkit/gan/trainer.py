@@ -4,8 +4,12 @@ Per batch of real images: one discriminator (critic) step against fresh fakes wi
 after ``d_warmup`` D steps, one generator step every ``n_critic`` D steps with the discriminator frozen.
 Options: the five GAN losses, one-sided label smoothing, TTUR, the WGAN-GP penalty, a Rob-GAN-style
 hardened discriminator (trained on adversarial real and fake inputs through advkit's training objectives),
-an EMA generator, and a duality-gap monitor. Per epoch: a sample grid from a fixed z, a metrics line, the
-loss curves and an atomic resume checkpoint. Single process, CPU or CUDA (no DDP).
+an EMA generator, a duality-gap monitor, and the duality gap as the training objective (``loss: dg``: each
+player steps against the other's worst-case opponent, found by ``dg.train_k`` Adam steps from a copy).
+Per epoch: a sample grid from a fixed z, a metrics line, the loss curves and an atomic resume checkpoint. CPU or CUDA; under ``torchrun`` every process takes its slice
+of each global batch (and of its z), gradients are averaged over processes after each backward pass (what
+DDP does; D's step runs several forward passes per backward, which DDP's wrapper does not allow), and rank
+0 alone writes. gloo on CPU, nccl on CUDA.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from advkit.gan.checkpoint import save_gan_net
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
 from advkit.gan.nets import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit
+from advkit.train.distributed import Dist, init_distributed, shutdown
 from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -52,14 +57,19 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
     device) and the last epoch's metrics.
     """
     device = resolve_device(cfg.device)
+    d = init_distributed(device.type)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     seed_everything(cfg.seed)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     try:
-        return _GanRun(cfg, out_dir, device, progress, resume, on_epoch).run()
+        return _GanRun(cfg, out_dir, device, progress, resume, on_epoch, d).run()
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+        shutdown(d)
 
 
 def _set_trainable(net: nn.Module, on: bool) -> None:
@@ -189,8 +199,12 @@ class _GanRun:
     """One training run; its state lives on the instance so the step functions stay short."""
 
     def __init__(self, cfg: GanConfig, out_dir, device: torch.device, progress: bool, resume: bool,
-                 on_epoch: Callable[[dict], None] | None):
+                 on_epoch: Callable[[dict], None] | None, dist_: Dist | None = None):
         self.cfg, self.device, self.progress, self.resume, self.on_epoch = cfg, device, progress, resume, on_epoch
+        self.dist = dist_ or Dist()
+        if cfg.batch_size % self.dist.world:
+            raise AdvkitError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
+                              f"{self.dist.world} processes")
         self.out = Path(out_dir) if out_dir is not None else None
         c = cfg
         self.train = load_dataset(c.data.dataset, "train", root=c.data.root,
@@ -201,7 +215,8 @@ class _GanRun:
         self.steps_per_epoch = len(self.train) // c.batch_size
         if self.steps_per_epoch == 0:
             raise AdvkitError(f"{len(self.train)} training images are fewer than one batch of {c.batch_size}")
-        self.G = DCGANGenerator(z_dim=c.model.z_dim, img_size=h, channels=ch, width=c.model.g_width).to(device)
+        self.G = DCGANGenerator(z_dim=c.model.z_dim, img_size=h, channels=ch, width=c.model.g_width,
+                                batch_norm=c.model.g_batch_norm).to(device)
         self.D = DCGANDiscriminator(img_size=h, channels=ch, width=c.model.d_width,
                                     spectral_norm=c.model.spectral_norm, critic=c.critic).to(device)
         self.G_ema = None
@@ -220,7 +235,7 @@ class _GanRun:
 
             hd = c.harden
             self.hardened = get_objective(hd.objective, eps=hd.eps, alpha=hd.alpha, steps=hd.steps,
-                                          loss_fn=per_sample_d_loss(c.loss, c.real_label))
+                                          loss_fn=per_sample_d_loss(c.d_loss_name, c.real_label))
         self.heldout = None
         if c.dg.every:
             test = load_dataset(c.data.dataset, "test", root=c.data.root, download=c.data.download)
@@ -275,8 +290,36 @@ class _GanRun:
 
     # ------------------------------------------------------------------ steps
 
+    def _z(self, n: int) -> torch.Tensor:
+        """This process's ``n`` rows of a global draw of ``n * world`` latent vectors (every process draws
+        the same numbers, so the noise stream stays in step and the union over processes is one draw)."""
+        z = torch.randn(n * self.dist.world, self.cfg.model.z_dim, generator=self.noise_gen, device=self.device)
+        return z[self.dist.rank::self.dist.world] if self.dist.enabled else z
+
+    def _average_grads(self, net: nn.Module) -> None:
+        """Average ``net``'s gradients over processes (one flat all-reduce); a no-op in a single process."""
+        if not self.dist.enabled:
+            return
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.dist.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _mean(self, values: list[float]) -> list[float]:
+        """The mean over processes of a few per-process numbers (equal shares of every batch)."""
+        if not self.dist.enabled:
+            return values
+        return [v / self.dist.world for v in self.dist.all_sum(values, self.device)]
+
     def _check(self, value: torch.Tensor, what: str, batch: int) -> float:
-        v = value.item()
+        """``value`` averaged over processes (so every process stops together on a NaN) as a float."""
+        v = self._mean([value.item()])[0]
         if not math.isfinite(v):
             if self.out is not None and self.epoch >= 1:
                 good = f"the last good checkpoint is {self.out / CKPT} (end of epoch {self.epoch})"
@@ -290,9 +333,11 @@ class _GanRun:
         c = self.cfg
         _set_trainable(self.G, False)
         _set_trainable(self.D, True)
-        z = torch.randn(len(x), c.model.z_dim, generator=self.noise_gen, device=self.device)
+        z = self._z(len(x))
+        # the dg objective: D's gradient of DG is -grad_D V(G*, D), G* the worst-case generator against D
+        g_play = self._worst_g(len(x)) if c.loss == "dg" else self.G
         with torch.no_grad():
-            fake = self.G(z)
+            fake = g_play(z)
         self._check(fake.sum(), "a generated image", batch)
         if self.hardened is not None:
             tl = TwoLogit(self.D)
@@ -304,7 +349,7 @@ class _GanRun:
             d_real, d_fake = lg_real[:, REAL] - lg_real[:, FAKE], lg_fake[:, REAL] - lg_fake[:, FAKE]
         else:
             d_real, d_fake = self.D(x), self.D(fake)
-            loss = losses.d_loss(c.loss, d_real, d_fake, real_label=c.real_label)
+            loss = losses.d_loss(c.d_loss_name, d_real, d_fake, real_label=c.real_label)
         gp = None
         if c.loss == "wgan" and c.gp_weight > 0:
             gp_t = losses.gradient_penalty(self.D, x, fake, generator=self.noise_gen)
@@ -313,28 +358,83 @@ class _GanRun:
         value = self._check(loss, "the discriminator loss", batch)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        self._average_grads(self.D)
         self.opt_d.step()
         self.d_steps += 1
         with torch.no_grad():
-            real_acc = (d_real > 0).float().mean().item()
-            fake_acc = (d_fake < 0).float().mean().item()
+            real_acc, fake_acc = self._mean([(d_real > 0).float().mean().item(), (d_fake < 0).float().mean().item()])
         return value, real_acc, fake_acc, gp
 
     def _g_step(self, batch_size: int, batch: int) -> float:
         c = self.cfg
         _set_trainable(self.D, False)
         _set_trainable(self.G, True)
-        z = torch.randn(batch_size, c.model.z_dim, generator=self.noise_gen, device=self.device)
-        loss = losses.g_loss(c.loss, self.D(self.G(z)))
+        if c.loss == "dg":  # G's gradient of DG is grad_G V(G, D*), D* the worst-case discriminator against G
+            d_play = self._worst_d(batch_size)
+            z = self._z(batch_size)
+            # V's generator term through its non-saturating form: same fixed points, usable gradients early on
+            loss = losses.g_loss("nonsaturating", d_play(self.G(z)))
+        else:
+            z = self._z(batch_size)
+            loss = losses.g_loss(c.loss, self.D(self.G(z)))
         value = self._check(loss, "the generator loss", batch)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        self._average_grads(self.G)
         self.opt_g.step()
         self.g_steps += 1
         if self.G_ema is not None:
             _ema_update(self.G_ema, self.G, c.ema_g)
         _set_trainable(self.D, True)
         return value
+
+    # ------------------------------------------------------------------ the duality-gap objective
+
+    def _worst_g(self, batch_size: int) -> nn.Module:
+        """A copy of G after ``dg.train_k`` Adam steps minimizing ``V(G', D)`` against the current D (frozen)."""
+        c = self.cfg
+        g_w = self._scratch("g_w", self.G)
+        opt = torch.optim.Adam(g_w.parameters(), lr=c.dg.lr or c.lr_g, betas=tuple(c.betas))
+        _set_trainable(self.D, False)
+        for _ in range(c.dg.train_k):
+            z = self._z(batch_size)
+            loss = losses.g_loss("nonsaturating", self.D(g_w(z)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self._average_grads(g_w)
+            opt.step()
+        _set_trainable(self.D, True)
+        _set_trainable(g_w, False)
+        return g_w
+
+    def _worst_d(self, batch_size: int) -> nn.Module:
+        """A copy of D after ``dg.train_k`` Adam steps maximizing ``V(G, D')`` on the latest real batch."""
+        c = self.cfg
+        d_w = self._scratch("d_w", self.D)
+        opt = torch.optim.Adam(d_w.parameters(), lr=c.dg.lr or c.lr_d, betas=tuple(c.betas))
+        x = self._last_real[:batch_size]
+        for _ in range(c.dg.train_k):
+            z = self._z(len(x))
+            with torch.no_grad():
+                fake = self.G(z)
+            loss = losses.d_loss("minimax", d_w(x), d_w(fake))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self._average_grads(d_w)
+            opt.step()
+        _set_trainable(d_w, False)
+        return d_w
+
+    def _scratch(self, name: str, net: nn.Module) -> nn.Module:
+        """A reusable module (built once) reset to ``net``'s current weights and buffers, trainable."""
+        w = getattr(self, "_" + name, None)
+        if w is None:
+            w = copy.deepcopy(net)
+            setattr(self, "_" + name, w)
+        w.load_state_dict(net.state_dict())
+        w.train()
+        _set_trainable(w, True)
+        return w
 
     def _duality_gap(self) -> dict:
         c = self.cfg
@@ -373,9 +473,11 @@ class _GanRun:
             self._restore()
         elif out is not None and self.resume:
             log.warning("nothing to resume in %s: starting from scratch", out)
-        if out is not None:
+        main = self.dist.main
+        if out is not None and main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "config.yaml", to_yaml(c))
+        writes = out is not None and main
         metrics: dict = json.loads(self.lines[-1]) if self.lines else {}
         self.G.train()
         self.D.train()
@@ -385,10 +487,13 @@ class _GanRun:
             n_d = n_g = 0
             bar = tqdm(self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True),
                        total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}", leave=False,
-                       disable=None if self.progress else True)
+                       disable=None if self.progress and main else True)
             for b, (x, _) in enumerate(bar, 1):
                 self.it += 1
+                if self.dist.enabled:  # this process's share of the global batch
+                    x = x[self.dist.rank::self.dist.world]
                 x = x.to(self.device, non_blocking=True)
+                self._last_real = x
                 dl, ra, fa, gp = self._d_step(x, b)
                 d_sum, real_acc, fake_acc, n_d = d_sum + dl, real_acc + ra, fake_acc + fa, n_d + 1
                 self.curves["d_loss"].append(dl)
@@ -398,7 +503,7 @@ class _GanRun:
                     gl = self._g_step(len(x), b)
                     g_sum, n_g = g_sum + gl, n_g + 1
                     self.curves["g_loss"].append(gl)
-                    if c.dg.every and self.g_steps % c.dg.every == 0:
+                    if c.dg.every and self.g_steps % c.dg.every == 0 and main:  # a monitor: rank 0's view
                         self.last_dg = self._duality_gap()
                 bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
             metrics = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1), "g_loss": g_sum / n_g if n_g else None,
@@ -411,19 +516,20 @@ class _GanRun:
                                dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"])
             self.lines.append(json.dumps(metrics))
             self.epoch = epoch
-            if out is not None:
+            if writes:
                 if c.sample_every and (epoch % c.sample_every == 0 or epoch == c.epochs):
                     self._write_samples(epoch)
                 atomic_write_text(out / "metrics.jsonl", "\n".join(self.lines) + "\n")
                 atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
                 self._save_state()
-            log.info("epoch %d: %s", epoch, json.dumps(metrics))
-            if self.on_epoch is not None:
-                self.on_epoch(metrics)
+            if main:
+                log.info("epoch %d: %s", epoch, json.dumps(metrics))
+                if self.on_epoch is not None:
+                    self.on_epoch(metrics)
         _set_trainable(self.G, True)
         _set_trainable(self.D, True)
         final = self.sampler
-        if out is not None:
+        if writes:
             meta = self._meta(metrics)
             save_gan_net(final, out / "generator.safetensors", "generator", ema=self.G_ema is not None, **meta)
             save_gan_net(self.D, out / "discriminator.safetensors", "discriminator", **meta)

@@ -40,10 +40,12 @@ def _lenet(num_classes: int, in_chans: int, input_size: int, width: int = 32) ->
 
 
 @register_model("small_cnn")
-def _small_cnn(num_classes: int, in_chans: int, input_size: int) -> nn.Module:
+def _small_cnn(num_classes: int, in_chans: int, input_size: int, width: int = 1) -> nn.Module:
     if input_size % 4:
         raise AdvkitError(f"small_cnn needs an input size divisible by 4, got {input_size}")
-    return nets.SmallCNN(num_classes, in_chans, input_size)
+    if width < 1:
+        raise AdvkitError(f"small_cnn width must be >= 1, got {width}")
+    return nets.SmallCNN(num_classes, in_chans, input_size, width)
 
 
 @register_model("preact_resnet18")
