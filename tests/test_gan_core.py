@@ -391,3 +391,38 @@ def test_duality_gap_matches_the_closed_form_of_a_toy_game(theta, b):
     assert res["dg"] == pytest.approx(exact, abs=4e-3)
     assert exact > 0.05  # none of the cases is an equilibrium
     assert g.theta.item() == pytest.approx(theta) and d.b.item() == pytest.approx(b)  # copies were optimized
+
+
+def test_inception_features_from_a_local_weights_file(tmp_path):
+    """No standard weights here: a randomly initialised torchvision Inception-v3 state dict stands in for the
+    user's file; what is tested is the loading (no download, no pickle), the input handling and the shapes."""
+    from safetensors.torch import save_file
+    from torchvision.models import inception_v3
+
+    from advkit.gan import inception_model
+
+    torch.manual_seed(0)
+    state = inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict()
+    torch.save(state, tmp_path / "inception.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "inception.safetensors")
+    x = torch.rand(3, 1, 28, 28, generator=_gen(1))
+    results = []
+    for name in ("inception.pth", "inception.safetensors"):
+        net = inception_model(str(tmp_path / name))
+        feats, probs = extract(net, x, batch_size=2)
+        assert feats.shape == (3, 2048) and probs.shape == (3, 1000)
+        torch.testing.assert_close(probs.sum(1), torch.ones(3, dtype=torch.float64))
+        results.append(feats)
+    torch.testing.assert_close(results[0], results[1])  # same weights either way
+    # gray input is the RGB image with three equal channels
+    f_rgb, _ = extract(net, x.expand(-1, 3, -1, -1), batch_size=3)
+    torch.testing.assert_close(f_rgb, results[1])
+    partial = dict(list(state.items())[:-2])
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(AdvkitError, match="not torchvision Inception-v3 weights"):
+        inception_model(str(tmp_path / "partial.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(AdvkitError, match="not a readable weights file"):
+        inception_model(str(tmp_path / "junk.pth"))
+    with pytest.raises(AdvkitError, match="not found"):
+        inception_model(str(tmp_path / "missing.pth"))

@@ -163,6 +163,13 @@ def test_n_critic_warmup_and_duality_gap_monitor(tmp_path):
     steps = lambda opt: {int(s["step"]) for s in opt["state"].values()}  # noqa: E731
     assert steps(st["opt_d"]) == {6} and steps(st["opt_g"]) == {2}  # real optimizer steps, 3:1
     assert m["dg"] >= -1e-6 and m["dg_g_step"] == 2
+    # every estimate is plotted; the lowest one picks the best checkpoint, written with its gap
+    assert cv2.imread(str(tmp_path / "dg.png")) is not None
+    assert m["best_dg"] <= m["dg"] + 1e-12 and m["best_dg_g_step"] in (1, 2)
+    g_best = load_generator(tmp_path / "generator_best_dg.safetensors")
+    meta = json.loads((tmp_path / "generator_best_dg.json").read_text())
+    assert meta["best_dg"] == pytest.approx(m["best_dg"]) and meta["selected_by"] == "lowest duality gap"
+    assert g_best.z_dim == 16 and (tmp_path / "discriminator_best_dg.safetensors").is_file()
     _, m = train_gan(_cfg("d_warmup=2", "epochs=1", "data.train_limit=192"))
     assert (m["d_steps"], m["g_steps"]) == (6, 4)
 

@@ -12,12 +12,13 @@ from advkit.gan.checkpoint import load_discriminator, load_generator, save_gan_n
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
 from advkit.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, value
-from advkit.gan.metrics import class_coverage, extract, feature_stats, frechet_distance, inception_score, kid
+from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance, inception_model,
+                                inception_score, kid)
 from advkit.gan.nets import (FAKE, REAL, SUPPORTED_SIZES, DCGANDiscriminator, DCGANGenerator, TwoLogit,
                              build_gan_net, dcgan_init_)
 from advkit.gan.trainer import train_gan
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "TwoLogit", "build_gan_net", "dcgan_init_", "REAL", "FAKE",
            "SUPPORTED_SIZES", "LOSSES", "d_loss", "g_loss", "gradient_penalty", "value", "frechet_distance",
-           "feature_stats", "kid", "inception_score", "class_coverage", "extract", "GanConfig", "train_gan",
-           "duality_gap", "save_gan_net", "load_generator", "load_discriminator"]
+           "feature_stats", "kid", "inception_score", "inception_model", "class_coverage", "extract", "GanConfig",
+           "train_gan", "duality_gap", "save_gan_net", "load_generator", "load_discriminator"]

@@ -1,5 +1,6 @@
 """Sample-quality metrics for generators: Frechet distance (FID with any feature extractor), KID, Inception
-score, class coverage, and feature/probability extraction from any advkit classifier.
+score, class coverage, and feature/probability extraction from any advkit classifier, or from Inception-v3
+with a weights file the user supplies (:func:`inception_model`; nothing is downloaded).
 
 Everything is computed in float64. Inputs may be numpy arrays or torch tensors. With an advkit classifier
 (e.g. an MNIST LeNet) instead of Inception-v3 the numbers are comparable only between runs that use the
@@ -195,3 +196,63 @@ def extract(model: nn.Module, images, batch_size: int = 500, *,
         handle.remove()
         model.train(was_training)
     return torch.cat(feats), torch.cat(probs)
+
+
+class InceptionFeatures(nn.Module):
+    """torchvision's Inception-v3 on advkit's contract: ``f(x in [0,1]) -> 1000 ImageNet logits``.
+
+    Images of any size and 1 or 3 channels are resized to 299x299 (bilinear) and gray is repeated to RGB;
+    the network sees ``2x - 1``, the [-1, 1] input its ported weights expect. :func:`extract` then takes
+    the 2048-d pool features (the input of ``fc``) and the class probabilities, so FD over these features is
+    an FID and the score an Inception score, up to the differences between torchvision's port and the
+    original TensorFlow graph (values close to, not identical with, published ones).
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise AdvkitError(f"Inception features need [N, 1 or 3, H, W] images, got {list(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (299, 299):
+            x = nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        out = self.net(x * 2 - 1)
+        return out.logits if hasattr(out, "logits") else out
+
+
+def inception_model(weights_file: str, device: str | torch.device = "cpu") -> InceptionFeatures:
+    """An :class:`InceptionFeatures` with the user's local copy of torchvision's ImageNet Inception-v3
+    weights (``inception_v3_google-*.pth`` or a ``.safetensors`` of the same state dict). Nothing is
+    downloaded; the file is read without running pickled code; keys must match exactly."""
+    from pathlib import Path
+
+    from torchvision.models import inception_v3
+
+    path = Path(weights_file)
+    if not path.is_file():
+        raise AdvkitError(f"Inception weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch and safetensors raise several types for foreign files
+        raise AdvkitError(f"{path}: not a readable weights file ({type(e).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise AdvkitError(f"{path}: expected a state dict of tensors")
+    net = inception_v3(weights=None, aux_logits=True, transform_input=False, init_weights=False)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise AdvkitError(f"{path}: not torchvision Inception-v3 weights ({len(missing)} keys missing, e.g. "
+                          f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]})")
+    bad = [k for k in expected if expected[k].shape != state[k].shape]
+    if bad:
+        raise AdvkitError(f"{path}: shape mismatch for {len(bad)} tensors, e.g. {bad[0]}")
+    net.load_state_dict(state)
+    return InceptionFeatures(net).to(device).eval()

@@ -245,6 +245,9 @@ class _GanRun:
         self.lines: list[str] = []
         self.curves: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
         self.last_dg: dict | None = None
+        self.dg_curve: list[float] = []          # every duality-gap estimate, in order
+        self.best_dg: dict | None = None         # the lowest estimate so far: {"dg", "g_step", "epoch"}
+        self._best_nets: tuple[dict, dict] | None = None  # its (G, D) states, written at the epoch's end
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -255,7 +258,8 @@ class _GanRun:
                 "shuffle_rng": self.shuffle_gen.get_state(), "noise_rng": self.noise_gen.get_state().cpu(),
                 "torch_rng": torch.get_rng_state(), "d_steps": self.d_steps, "g_steps": self.g_steps,
                 "it": self.it, "metrics_lines": list(self.lines),
-                "curves": {k: list(v) for k, v in self.curves.items()}, "last_dg": self.last_dg}
+                "curves": {k: list(v) for k, v in self.curves.items()}, "last_dg": self.last_dg,
+                "dg_curve": list(self.dg_curve), "best_dg": self.best_dg}
 
     def _save_state(self) -> None:
         buf = io.BytesIO()
@@ -286,6 +290,8 @@ class _GanRun:
         self.lines = list(st["metrics_lines"])
         self.curves = {k: list(v) for k, v in st["curves"].items()}
         self.last_dg = st["last_dg"]
+        self.dg_curve = list(st.get("dg_curve", []))
+        self.best_dg = st.get("best_dg")
         log.info("resumed from %s at epoch %d", path, self.epoch)
 
     # ------------------------------------------------------------------ steps
@@ -443,6 +449,28 @@ class _GanRun:
                           generator=gen, betas=tuple(c.betas))
         return {**res, "g_step": self.g_steps}
 
+    def _on_duality_gap(self, res: dict, epoch: int) -> None:
+        """Log an estimate; keep the players with the lowest gap so far (the checkpoint the gap picks)."""
+        self.last_dg = res
+        self.dg_curve.append(res["dg"])
+        if self.best_dg is None or res["dg"] < self.best_dg["dg"]:
+            self.best_dg = {"dg": res["dg"], "g_step": res["g_step"], "epoch": epoch}
+            self._best_nets = (_cpu_state(self.sampler), _cpu_state(self.D))
+
+    def _write_best(self) -> None:
+        """``generator_best_dg.safetensors`` (+ D) for a new lowest duality gap found this epoch."""
+        if self._best_nets is None:
+            return
+        g, d = copy.deepcopy(self.sampler).cpu(), copy.deepcopy(self.D).cpu()
+        g.load_state_dict(self._best_nets[0])
+        d.load_state_dict(self._best_nets[1])
+        meta = {"dataset": self.cfg.data.dataset, "input_shape": list(self.train.image_shape),
+                "config": self.cfg_dict, "selected_by": "lowest duality gap", **{f"best_{k}": v
+                                                                                for k, v in self.best_dg.items()}}
+        save_gan_net(g, self.out / "generator_best_dg.safetensors", "generator", ema=self.G_ema is not None, **meta)
+        save_gan_net(d, self.out / "discriminator_best_dg.safetensors", "discriminator", **meta)
+        self._best_nets = None
+
     # ------------------------------------------------------------------ outputs
 
     @property
@@ -504,7 +532,7 @@ class _GanRun:
                     g_sum, n_g = g_sum + gl, n_g + 1
                     self.curves["g_loss"].append(gl)
                     if c.dg.every and self.g_steps % c.dg.every == 0 and main:  # a monitor: rank 0's view
-                        self.last_dg = self._duality_gap()
+                        self._on_duality_gap(self._duality_gap(), epoch)
                 bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
             metrics = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1), "g_loss": g_sum / n_g if n_g else None,
                        "d_real_acc": real_acc / max(n_d, 1), "d_fake_acc": fake_acc / max(n_d, 1),
@@ -513,7 +541,8 @@ class _GanRun:
                        "time_s": round(time.perf_counter() - t0, 3)}
             if self.last_dg is not None:
                 metrics.update(dg=self.last_dg["dg"], dg_g_step=self.last_dg["g_step"],
-                               dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"])
+                               dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"],
+                               best_dg=self.best_dg["dg"], best_dg_g_step=self.best_dg["g_step"])
             self.lines.append(json.dumps(metrics))
             self.epoch = epoch
             if writes:
@@ -521,6 +550,10 @@ class _GanRun:
                     self._write_samples(epoch)
                 atomic_write_text(out / "metrics.jsonl", "\n".join(self.lines) + "\n")
                 atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
+                if self.dg_curve:
+                    atomic_write_bytes(out / "dg.png", loss_curves_png(
+                        {"dg": self.dg_curve}, title=f"duality gap, every {c.dg.every} G steps"))
+                self._write_best()
                 self._save_state()
             if main:
                 log.info("epoch %d: %s", epoch, json.dumps(metrics))
