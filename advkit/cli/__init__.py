@@ -22,12 +22,14 @@ def cli(verbose: bool) -> None:
 
 def _register() -> None:
     from advkit.cli.attack import attack
+    from advkit.cli.detect import detect
     from advkit.cli.eval import eval_cmd
     from advkit.cli.gan import generate
     from advkit.cli.report import report
     from advkit.cli.train import train
 
     cli.add_command(attack)
+    cli.add_command(detect)
     cli.add_command(eval_cmd)
     cli.add_command(generate)
     cli.add_command(report)

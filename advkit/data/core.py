@@ -68,7 +68,15 @@ class ArrayDataset(torch.utils.data.Dataset):
         """The first ``n`` samples (after ``offset``): a deterministic, cheap view."""
         end = len(self) if n is None else min(len(self), offset + n)
         return ArrayDataset(self.images[offset:end], self.labels[offset:end], self.classes, self.name,
-                            self.mean, self.std, self.source, dict(self.meta))
+                            self.mean, self.std, self.source, self._meta_slice(slice(offset, end)))
+
+    def _meta_slice(self, sl: slice) -> dict:
+        """``meta`` with its per-sample entries (lists, arrays, tensors of length N) cut to ``sl``."""
+        out = {}
+        for k, v in self.meta.items():
+            per_sample = isinstance(v, (list, tuple, np.ndarray, torch.Tensor)) and len(v) == len(self)
+            out[k] = v[sl] if per_sample else v
+        return out
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All images as float [0,1] and labels."""

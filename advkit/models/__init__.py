@@ -8,5 +8,6 @@ and safetensors checkpoints that rebuild the model from their metadata alone.
 from advkit.models.factory import create_model, list_models, register_model
 from advkit.models.checkpoint import load, read_metadata, save
 from advkit.models.wrappers import Normalized
+from advkit.detect import spectral as _spectral  # noqa: E402,F401  registers the "spectral" detector
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "Normalized"]
