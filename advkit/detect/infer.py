@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def detect_paths(model: nn.Module, paths: Sequence[str | os.PathLike], *, thresh
     Videos are sampled every ``every`` frames (default 10) or at ``fps`` frames per second of video time.
     ``faces`` scores the largest Haar-cascade face, grown 1.3x; images without one get a "no face" row.
     Decoding runs in ``workers`` DataLoader processes (default min(4, CPUs), at most one per file; 0 decodes
-    in this process). They are spawned, so a script that calls this needs ``if __name__ == "__main__":``.
+    in this process). They are forked on Linux; elsewhere they are spawned, and a script that calls this
+    there needs ``if __name__ == "__main__":``.
 
     Unreadable files get an error row and do not stop the run. Raises AdvkitError when nothing can be
     scored at all (no PATH exists, only empty folders, only undecodable files).
@@ -98,12 +100,23 @@ def detect_paths(model: nn.Module, paths: Sequence[str | os.PathLike], *, thresh
         load_face_cascade()  # fail now, not in every worker
     stream = FrameStream(sources, in_chans, size, every=every, fps=fps, faces=faces)
     workers = min(workers, sum(s.error is None for s in sources))  # a worker decodes whole files
-    # spawn, not fork: a forked worker inherits OpenCV's (and OpenMP's) thread pool in a broken state and can
-    # hang in its first cv2 call once this process has used them
-    loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                        worker_init_fn=init_worker if workers else None, pin_memory=dev.type == "cuda",
-                        multiprocessing_context="spawn" if workers else None)
-    items, infos, seconds = _score(model, loader, dev, progress)
+    import cv2
+
+    # Workers are forked on Linux (spawned ones re-import torch: seconds per run). A forked child inherits
+    # OpenCV's thread pool in whatever state the parent left it and can hang in its first cv2 call, so the
+    # pool is switched off here, before the fork, and restored afterwards. Elsewhere: spawn.
+    context = None
+    if workers:
+        context = "fork" if sys.platform.startswith("linux") else "spawn"
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                            worker_init_fn=init_worker if workers else None, pin_memory=dev.type == "cuda",
+                            multiprocessing_context=context)
+        items, infos, seconds = _score(model, loader, dev, progress)
+    finally:
+        cv2.setNumThreads(cv_threads)
     rows = _rows(sources, items, threshold)
     videos = _videos(sources, rows, infos, threshold)
     summary = _summary(sources, rows, skipped, seconds, threshold, every, fps, faces)
