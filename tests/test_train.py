@@ -155,6 +155,30 @@ def test_guard_rolls_back_to_the_best_epoch_on_collapse(tmp_path, monkeypatch):
     assert meta["metrics"]["catastrophic_overfitting"]["action"] == "rollback"
 
 
+def test_guard_keep_best_makes_the_best_held_out_epoch_the_model(tmp_path, monkeypatch):
+    import advkit.train.trainer as trainer
+
+    real = trainer._accuracies
+    guard_accs = iter([0.5, 0.8, 0.7])  # epoch 2 is the best; no collapse (drop 0.1 < guard.drop)
+
+    def accuracies(model, data, idx, eps, steps, restarts, bs, device, autocast, seed, d):
+        clean, robust = real(model, data, idx, eps, steps, restarts, bs, device, autocast, seed, d)
+        return (clean, next(guard_accs)) if seed == 3 else (clean, robust)  # cfg.seed + 3: the guard
+
+    monkeypatch.setattr(trainer, "_accuracies", accuracies)
+    model, metrics = train_classifier(_cfg("epochs=3", "objective.name=fgsm_rs", "objective.eps=0.1",
+                                           "guard.keep=best"), tmp_path)
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]  # trained to the end
+    assert metrics["epoch"] == 2 and metrics["kept"] == "best" and metrics["last_epoch"] == 3
+    _assert_same_weights(tmp_path / "best.safetensors", tmp_path / "model.safetensors")
+    st = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert not all(torch.equal(v, st["model"][k]) for k, v in _weights(tmp_path / "model.safetensors").items()
+                   if k in st["model"])  # the last epoch's weights differ from the kept ones
+    with pytest.raises(ValueError, match="guard.keep must be last or best"):
+        _cfg("guard.keep=first")
+
+
 @pytest.mark.parametrize("name, t, expected", [
     ("constant", 0.7, 1.0), ("cyclic", 0.0, 0.0), ("cyclic", 0.2, 0.5), ("cyclic", 0.4, 1.0),
     ("cyclic", 0.7, 0.5), ("cyclic", 1.0, 0.0), ("cosine", 0.0, 1.0), ("cosine", 0.5, 0.5), ("cosine", 1.0, 0.0),

@@ -88,10 +88,13 @@ class GuardConfig:
     steps: int = 10
     drop: float = 0.2               # collapse = guard robust accuracy below best - drop
     action: str = "rollback"        # rollback (restore the best epoch's weights and stop) or stop
+    keep: str = "last"              # the final model: the last epoch, or the best by held-out PGD accuracy
 
     def __post_init__(self) -> None:
         if self.action not in ("rollback", "stop"):
             raise ValueError(f"guard.action must be rollback or stop, got {self.action!r}")
+        if self.keep not in ("last", "best"):
+            raise ValueError(f"guard.keep must be last or best, got {self.keep!r}")
 
 
 @dataclass(frozen=True)

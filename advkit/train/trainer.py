@@ -30,6 +30,9 @@ from advkit.train.objectives import get_objective
 from advkit.train.schedules import make_scheduler
 from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
 
+# ``batch_transform(x, generator) -> x'``: float [B,C,H,W] in [0,1] on the CPU, same shape and range out
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
 log = logging.getLogger(__name__)
 CKPT = "last.ckpt"
 ONE_STEP = ("fgsm", "fgsm_rs")
@@ -108,12 +111,19 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False,
-                     resume: bool = False, on_epoch: Callable[[dict], None] | None = None
-                     ) -> tuple[Normalized, dict]:
+                     resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
+                     datasets: tuple[ArrayDataset, ArrayDataset] | None = None,
+                     batch_transform: BatchTransform | None = None) -> tuple[Normalized, dict]:
     """Train per ``cfg``. With ``out_dir``, rank 0 writes ``config.yaml``, ``metrics.jsonl``, the resume
     checkpoint ``last.ckpt`` every epoch, ``best.safetensors`` and the final ``model.safetensors``
     (+ ``.json``). ``resume=True`` continues from ``out_dir/last.ckpt`` when it exists. Returns the final
-    model (eval mode, on the training device) and the last epoch's metrics."""
+    model (eval mode, on the training device) and the last epoch's metrics.
+
+    Hooks for trainers built on this one (the detector trainer): ``datasets=(train, eval)`` replaces loading
+    ``cfg.data`` (only ``data.augment`` still applies; the checkpoints' ``dataset`` is ``train.name``), and
+    ``batch_transform(x, generator)`` maps every training batch (float [0,1], on the CPU, before the move to
+    the device). Its generator is seeded from ``cfg.seed`` and saved in ``last.ckpt``, so a resumed run draws
+    what an uninterrupted one would."""
     from tqdm.auto import tqdm
 
     device = resolve_device(cfg.device)
@@ -129,16 +139,22 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
         seed_everything(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
-        return _train(cfg, out_dir, progress, resume, on_epoch, device, d, tqdm)
+        return _train(cfg, out_dir, progress, resume, on_epoch, device, d, tqdm, datasets, batch_transform)
     finally:
         shutdown(d)
 
 
-def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
+def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, datasets=None,
+           batch_transform=None):
     o = cfg.objective
-    train_all = load_dataset(cfg.data.dataset, "train", root=cfg.data.root, download=cfg.data.download)
-    test = load_dataset(cfg.data.dataset, "test", root=cfg.data.root, download=cfg.data.download)
-    train_all, test = train_all.subset(cfg.data.train_limit), test.subset(cfg.data.test_limit)
+    if datasets is not None:
+        train_all, test = datasets
+        data_name = train_all.name
+    else:
+        train_all = load_dataset(cfg.data.dataset, "train", root=cfg.data.root, download=cfg.data.download)
+        test = load_dataset(cfg.data.dataset, "test", root=cfg.data.root, download=cfg.data.download)
+        train_all, test = train_all.subset(cfg.data.train_limit), test.subset(cfg.data.test_limit)
+        data_name = cfg.data.dataset
     guard_on = cfg.guard.enabled and o.name in ONE_STEP and o.eps > 0
     n_guard = min(cfg.guard.n, len(train_all) // 5) if guard_on else 0
     train_idx = torch.arange(len(train_all) - n_guard)
@@ -178,6 +194,7 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
     attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    transform_gen = torch.Generator().manual_seed(cfg.seed + 4 + d.rank)  # ranks see different batches
 
     out = Path(out_dir) if out_dir is not None else None
     cfg_dict = to_dict(cfg)
@@ -195,6 +212,8 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
             ema.load_state_dict(st["ema"])
         shuffle_gen.set_state(st["shuffle_rng"])
         attack_gen.set_state(st["attack_rng"].to(attack_gen.get_state().device))
+        if "transform_rng" in st:  # absent from checkpoints written before batch_transform existed
+            transform_gen.set_state(st["transform_rng"])
         torch.set_rng_state(st["torch_rng"])
         start_epoch, best_metric, best_epoch = st["epoch"] + 1, st["best_metric"], st["best_epoch"]
         best_state, lines = st.get("best_model"), list(st["metrics_lines"])
@@ -225,6 +244,8 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=None if (progress and d.main) else True)
         for x, y in bar:
+            if batch_transform is not None:
+                x = batch_transform(x, transform_gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if cfg.data.augment:
                 x = crop_flip(x, shuffle_gen)
@@ -278,7 +299,7 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
             best_metric, best_epoch = score, epoch
             best_state = _cpu_state(model_eval)
             if out is not None and d.main:
-                save(model_eval, out / "best.safetensors", **_meta(cfg_dict, train_all, metrics))
+                save(model_eval, out / "best.safetensors", **_meta(cfg_dict, data_name, train_all, metrics))
         metrics["best_epoch"] = best_epoch
         lines.append(json.dumps(metrics))
         if out is not None and d.main:
@@ -292,6 +313,7 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
                 "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                 "ema": _cpu_state(ema) if ema is not None else None,
                 "shuffle_rng": shuffle_gen.get_state(), "attack_rng": attack_gen.get_state().cpu(),
+                "transform_rng": transform_gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "best_metric": best_metric, "best_epoch": best_epoch,
                 "best_model": best_state, "metrics_lines": lines})
         d.barrier()
@@ -306,14 +328,19 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm):
     if stopped and cfg.guard.action == "rollback" and best_state is not None:
         final.load_state_dict(best_state)
         metrics = {**json.loads(lines[best_epoch - 1]), "catastrophic_overfitting": stopped}
+    elif guard_on and cfg.guard.keep == "best" and best_state is not None and best_epoch != len(lines):
+        # the epoch the guard rates best (held-out training images, never the test set) is the model
+        final.load_state_dict(best_state)
+        metrics = {**json.loads(lines[best_epoch - 1]), "kept": "best", "last_epoch": len(lines)}
+        log.info("keeping epoch %d, the best by held-out PGD accuracy (guard.keep: best)", best_epoch)
     final.eval()
     if out is not None and d.main:
-        save(final, out / "model.safetensors", **_meta(cfg_dict, train_all, metrics))
+        save(final, out / "model.safetensors", **_meta(cfg_dict, data_name, train_all, metrics))
     return final, metrics
 
 
-def _meta(cfg_dict: dict, data: ArrayDataset, metrics: dict) -> dict:
-    return {"dataset": cfg_dict["data"]["dataset"], "classes": data.classes, "input_shape": list(data.image_shape),
+def _meta(cfg_dict: dict, data_name: str, data: ArrayDataset, metrics: dict) -> dict:
+    return {"dataset": data_name, "classes": data.classes, "input_shape": list(data.image_shape),
             "config": cfg_dict, "metrics": metrics}
 
 

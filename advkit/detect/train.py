@@ -1,0 +1,113 @@
+"""Train a fake-image detector: real/fake sets from :func:`build_realfake`, the one classifier trainer (any
+model, any objective: ``pgd`` hardens the detector) with the augmentation applied per batch, then the
+evaluation on the test split. The model is the trainer's ``model.safetensors``: an advkit 2-class classifier
+(0 real, 1 fake) that ``advkit detect`` loads as it is."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+from torch import nn
+
+from advkit.config import to_dict, to_yaml
+from advkit.data import ArrayDataset
+from advkit.data.realfake import RealFakeConfig, build_realfake
+from advkit.data.transforms import Augment
+from advkit.detect.config import DetectorConfig
+from advkit.detect.evaluate import evaluate_detector
+from advkit.errors import AdvkitError
+from advkit.train.trainer import BatchTransform, train_classifier
+from advkit.utils import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+REPORT = "detect_report.json"
+CONFIG = "detector.yaml"
+# sections that must not change between a run and its resumption (train.* is checked by the trainer)
+FIXED_ON_RESUME = ("data", "augment")
+
+
+def augment_batch(aug: Augment) -> BatchTransform | None:
+    """The trainer's ``batch_transform`` for ``aug``: float [0,1] -> uint8 (rounded, as the images were
+    stored) -> ``aug`` -> float. None when every probability is 0 (nothing to do)."""
+    if not any((aug.blur_prob, aug.jpeg_prob, aug.crop_prob, aug.flip_prob)):
+        return None
+
+    def transform(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        u8 = x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        return aug(u8, gen).float().div_(255)
+
+    return transform
+
+
+def data_name(cfg: RealFakeConfig) -> str:
+    """What the checkpoint's ``dataset`` field says: the sources, e.g. ``realfake(mnist vs g.safetensors)``."""
+    real = [s for s in (cfg.real, cfg.labelled) if s]
+    return f"realfake({' + '.join(real)}{' vs ' + ', '.join(cfg.fakes) if cfg.fakes else ''})"
+
+
+def data_summary(sets: dict[str, ArrayDataset], cfg: RealFakeConfig) -> dict:
+    """Counts per split (real, fake, per fake source), the fake sources, image shape and debiasing."""
+    generators = list(sets["train"].meta.get("generators", []))
+    splits = {}
+    for sp, ds in sets.items():
+        n_fake = int(ds.labels.sum())
+        by_source = Counter(ds.meta.get("generator", []))
+        splits[sp] = {"n": len(ds), "real": len(ds) - n_fake, "fake": n_fake,
+                      "per_generator": {g: by_source[g] for g in generators}}
+    return {"generators": generators, "debias_jpeg": cfg.debias_jpeg, "split": cfg.split,
+            "image_shape": list(sets["train"].image_shape), "splits": splits}
+
+
+def _check_resume(out: Path, cfg: DetectorConfig) -> None:
+    """A resumed run must train on the same data with the same augmentation as the run it continues."""
+    path = out / CONFIG
+    if not (out / "last.ckpt").is_file() or not path.is_file():
+        return
+    before = yaml.safe_load(path.read_text()) or {}
+    now = to_dict(cfg)
+    diff = [k for k in FIXED_ON_RESUME if before.get(k) != now[k]]
+    if diff:
+        raise AdvkitError(f"cannot resume {out}: it was trained with other {' and '.join(diff)} settings "
+                          f"(see {path})")
+
+
+def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, progress: bool = False,
+                   resume: bool = False, on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, dict]:
+    """Build the data, train (per-epoch metrics are on the val split), evaluate on the test split.
+
+    With ``out_dir``: the trainer's outputs (``model.safetensors``, ``metrics.jsonl``, ``last.ckpt``, ...),
+    ``detector.yaml`` (this config) and ``detect_report.json`` (config, data summary, training metrics,
+    evaluation), written atomically. Returns the model (eval mode) and that report."""
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and resume:
+        _check_resume(out, cfg)
+    sets = build_realfake(cfg.data, root=cfg.data_root)
+    for sp, hint in (("val", "data.val_frac"), ("test", "data.test_frac")):
+        ds = sets[sp]
+        if len(ds) == 0 or not 0 < int(ds.labels.sum()) < len(ds):
+            raise AdvkitError(f"the {sp} split is empty or holds one class ({len(ds)} images); raise {hint} "
+                              f"or n_per_class")
+    train = dataclasses.replace(sets["train"], name=data_name(cfg.data))
+    if out is not None:
+        atomic_write_text(out / CONFIG, to_yaml(cfg))
+    model, metrics = train_classifier(cfg.train, out, progress=progress, resume=resume, on_epoch=on_epoch,
+                                      datasets=(train, sets["val"]), batch_transform=augment_batch(cfg.augment))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 evaluates and reports
+        return model, {"training": metrics}
+    device = next(model.parameters()).device
+    evaluation = evaluate_detector(model, sets["test"], sets["val"], cfg.evaluation, device, seed=cfg.train.seed,
+                                   batch_size=cfg.train.eval_batch_size)
+    report = {"kind": "detector", "config": to_dict(cfg), "data": data_summary(sets, cfg.data),
+              "training": metrics, "evaluation": evaluation,
+              "model": str(out / "model.safetensors") if out is not None else None}
+    if out is not None:
+        atomic_write_json(out / REPORT, report)
+    log.info("detector: clean AUC %.4f on %d test images", evaluation["clean"]["auc"], evaluation["n_test"])
+    return model, report

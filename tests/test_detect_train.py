@@ -1,0 +1,287 @@
+"""Detector training (``advkit train detector``): real MNIST vs two tiny untrained DCGANs (easy to tell apart,
+so a couple of seconds of training gives a real detector), the targeted PGD evasion attack, laundering, the
+report, the trainer hooks (``datasets=``, ``batch_transform``) and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from advkit.config import load_config
+from advkit.data import ArrayDataset
+from advkit.data.realfake import build_realfake
+from advkit.data.transforms import Augment
+from advkit.detect.config import NO_AUGMENT, DetectEvalConfig, DetectorConfig
+from advkit.detect.evaluate import LAUNDERING, evaluate_detector, roc_points
+from advkit.detect.train import REPORT, augment_batch, data_name, train_detector
+from advkit.errors import AdvkitError
+from advkit.gan import DCGANGenerator, save_gan_net
+from advkit.models import load, read_metadata
+from advkit.train import TrainConfig, train_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+EPS = [16 / 255, 64 / 255, 128 / 255]  # the untrained fakes sit far from the digits: it takes a large radius
+
+
+def _tiny_sets(gens: list[str], n: int = 300, **data) -> list[str]:
+    return [f"data.fakes=[{','.join(gens)}]", "data.real=mnist", f"data.n_per_class={n}",
+            f"data_root={REPO / 'datasets'}", "train.model.name=small_cnn", "train.epochs=2", "train.batch_size=32",
+            "train.tensorboard=false", "train.device=cpu", *[f"data.{k}={v}" for k, v in data.items()]]
+
+
+@pytest.fixture(scope="module")
+def gens(tmp_path_factory) -> list[str]:
+    """Two tiny untrained DCGAN generators saved as checkpoints: two fake sources."""
+    d = tmp_path_factory.mktemp("gens")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(str(save_gan_net(DCGANGenerator(z_dim=8, img_size=28, channels=1, width=4),
+                                      d / f"g{seed}.safetensors", "generator")))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def trained(gens, tmp_path_factory):
+    """(config, model, report, out folder) of one small detector run through the Python API."""
+    out = tmp_path_factory.mktemp("detector")
+    cfg = load_config(DetectorConfig, None, [*_tiny_sets(gens), f"evaluation.eps=[{','.join(map(str, EPS))}]"])
+    model, report = train_detector(cfg, out)
+    return cfg, model, report, out
+
+
+@pytest.fixture(scope="module")
+def sets(trained):
+    cfg = trained[0]
+    return build_realfake(cfg.data, root=cfg.data_root)
+
+
+def test_detector_separates_real_from_fake(trained, sets):
+    cfg, model, report, out = trained
+    ev = report["evaluation"]
+    assert ev["clean"]["auc"] > 0.95 and ev["clean"]["acc"] > 0.9
+    assert ev["calibrated_threshold"] is not None and ev["clean"]["acc_calibrated"] > 0.9
+    assert set(ev["per_generator"]) == set(cfg.data.fakes)
+    for g, r in ev["per_generator"].items():
+        assert r["n_fake"] > 0 and r["auc"] > 0.95, g
+    data = report["data"]
+    assert data["generators"] == list(cfg.data.fakes)
+    for sp in ("train", "val", "test"):
+        s = data["splits"][sp]
+        assert s["real"] == s["fake"] > 0 and sum(s["per_generator"].values()) == s["fake"]
+    # the checkpoint is a plain 2-class advkit classifier that scores as the returned model does
+    path = out / "model.safetensors"
+    meta = read_metadata(path)
+    assert meta["classes"] == ["real", "fake"] and meta["dataset"] == data_name(cfg.data)
+    x = sets["test"].tensors()[0][:64]
+    with torch.no_grad():
+        torch.testing.assert_close(load(path)(x), model(x))
+
+
+def test_evasion_attack_pushes_fakes_to_real(trained):
+    ev = trained[2]["evaluation"]
+    rows = ev["robust"]
+    assert [r["eps"] for r in rows] == pytest.approx(EPS)
+    clean = ev["subset"]
+    assert rows[-1]["auc"] < clean["auc"] - 0.3  # the attack works
+    assert rows[-1]["fake_score_mean"] < clean["fake_score_mean"] - 0.3  # attacked fakes look real
+    assert rows[-1]["fakes_called_real"] > 0.5
+    aucs, means = [r["auc"] for r in rows], [r["fake_score_mean"] for r in rows]
+    assert all(b <= a for a, b in zip(aucs, aucs[1:])), aucs  # non-increasing in eps
+    assert all(b <= a for a, b in zip(means, means[1:])), means
+    assert all(0 <= r["auc_reals_attacked"] <= 1 for r in rows)
+    assert rows[-1]["auc_reals_attacked"] < clean["auc"]  # pushing reals towards "fake" works too
+    assert set(ev["roc"]) == {"clean", *(f"pgd@{r['label']}" for r in rows)}
+    for name, c in ev["roc"].items():
+        fpr, tpr = np.array(c["fpr"]), np.array(c["tpr"])
+        assert len(fpr) == len(tpr) <= 200, name
+        assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+        assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+
+
+def test_laundering_grid(trained):
+    lau = trained[2]["evaluation"]["laundering"]
+    assert set(lau) == {"jpeg_q95", "jpeg_q75", "jpeg_q50", "jpeg_q30", "blur_s1", "blur_s2", "rescale_0.75",
+                        "rescale_0.5"} == {name for name, _ in LAUNDERING}
+    for name, r in lau.items():
+        assert all(0 <= v <= 1 for v in r.values()), name
+
+
+def test_report_is_written_atomically_and_parses(trained):
+    cfg, _, report, out = trained
+    on_disk = json.loads((out / REPORT).read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert on_disk["config"]["evaluation"]["eps"] == pytest.approx(EPS)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers
+    assert load_config(DetectorConfig, out / "detector.yaml") == cfg
+    assert {"model.safetensors", "metrics.jsonl", "last.ckpt", "config.yaml"} <= {p.name for p in out.iterdir()}
+
+
+def test_evaluate_is_seeded_and_leaves_the_model_alone(trained, sets):
+    model = trained[1]
+    model.train()
+    for p in model.parameters():
+        p.grad = None  # what the last training step left
+    cfg = DetectEvalConfig(eps=(64 / 255,), pgd_steps=5, n=40, laundering=False)
+    a = evaluate_detector(model, sets["test"], sets["val"], cfg, seed=3)
+    b = evaluate_detector(model, sets["test"], sets["val"], cfg, seed=3)
+    assert a == b
+    assert model.training and all(p.grad is None for p in model.parameters())
+    model.eval()
+    assert a["subset"]["n"] == 40 and a["laundering"] == {}
+    test = sets["test"]
+    order = torch.argsort(test.labels, stable=True)  # the reals first: the first n hold one class
+    by_class = ArrayDataset(test.images[order], test.labels[order], test.classes)
+    with pytest.raises(AdvkitError, match="one class"):
+        evaluate_detector(model, by_class, cfg=DetectEvalConfig(n=2))
+
+
+def test_roc_points_are_thinned_with_their_ends():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(1000) % 2
+    s = torch.rand(1000, generator=g) + 0.3 * y
+    c = roc_points(s, y)
+    assert len(c["fpr"]) <= 200 and c["fpr"][0] == c["tpr"][0] == 0 and c["fpr"][-1] == c["tpr"][-1] == 1
+
+
+def _plain_cfg(*sets: str) -> TrainConfig:
+    # the dataset name does not exist: with datasets= given, the trainer must not try to load it
+    return load_config(TrainConfig, None, ["data.dataset=no-such-dataset", "model.name=small_cnn", "epochs=2",
+                                           "batch_size=32", "tensorboard=false", "device=cpu", *sets])
+
+
+def test_datasets_are_honoured_and_batch_transform_applied(sets, tmp_path):
+    calls = []
+
+    def zero(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        calls.append((x.device.type, x.dtype, float(x.min()), float(x.max()), isinstance(gen, torch.Generator)))
+        return torch.zeros_like(x)
+
+    train = sets["train"]
+    model, m = train_classifier(_plain_cfg(), tmp_path, datasets=(train, sets["val"]), batch_transform=zero)
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 2)  # the given data's 2 classes, not the config's
+    assert read_metadata(tmp_path / "model.safetensors")["dataset"] == train.name
+    assert len(calls) == 2 * -(-len(train) // 32)
+    assert all(c[0] == "cpu" and c[1] == torch.float32 and 0 <= c[2] <= c[3] <= 1 and c[4] for c in calls)
+    # trained on blank images only, the detector is at chance
+    assert 0.35 < m["train_acc"] < 0.65 and m["train_loss"] > 0.6
+    _, plain = train_classifier(_plain_cfg(), datasets=(train, sets["val"]))
+    assert plain["train_acc"] > 0.9
+
+
+def test_batch_transform_is_reproducible_across_resume(sets, tmp_path):
+    def noise(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+
+    data = (sets["train"], sets["val"])
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train_classifier(_plain_cfg(), full, datasets=data, batch_transform=noise)
+
+    class Killed(Exception):
+        pass
+
+    def stop_after_first(m: dict) -> None:
+        if m["epoch"] == 1:
+            raise Killed  # as if killed right after the epoch-1 checkpoint was written
+
+    with pytest.raises(Killed):
+        train_classifier(_plain_cfg(), cut, datasets=data, batch_transform=noise, on_epoch=stop_after_first)
+    train_classifier(_plain_cfg(), cut, datasets=data, batch_transform=noise, resume=True)
+    a, b = load(full / "model.safetensors"), load(cut / "model.safetensors")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_augment_batch():
+    assert augment_batch(NO_AUGMENT) is None
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8).float() / 255
+    flip = augment_batch(Augment(blur_prob=0, jpeg_prob=0, flip_prob=1))
+    torch.testing.assert_close(flip(x, torch.Generator().manual_seed(0)), x.flip(-1), rtol=0, atol=0)
+    aug = augment_batch(Augment())
+    a, b = aug(x, torch.Generator().manual_seed(5)), aug(x, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and a.shape == x.shape and a.dtype == torch.float32 and 0 <= a.min() <= a.max() <= 1
+
+
+def test_config_validation():
+    with pytest.raises(AdvkitError, match="train.data is not used"):
+        load_config(DetectorConfig, None, ["train.data.dataset=cifar10"])
+    with pytest.raises(AdvkitError, match="evaluation.eps"):
+        load_config(DetectorConfig, None, ["evaluation.eps=[0]"])
+    with pytest.raises(AdvkitError, match="did you mean 'evaluation.eps'"):
+        load_config(DetectorConfig, None, ["evaluation.epz=[0.1]"])
+    cfg = load_config(DetectorConfig, None, ["evaluation.eps=[16/255, 0.5]"])
+    assert cfg.evaluation.eps == pytest.approx((16 / 255, 0.5))
+    assert cfg.augment == NO_AUGMENT  # augmentation is off unless a config asks for it
+
+
+def test_resume_refuses_other_data(trained):
+    cfg, _, _, out = trained
+    import dataclasses
+    other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_per_class=200))
+    with pytest.raises(AdvkitError, match="cannot resume .* data"):
+        train_detector(other, out, resume=True)
+
+
+def test_empty_val_split_is_refused(gens):
+    cfg = load_config(DetectorConfig, None, [*_tiny_sets(gens, n=100), "data.val_frac=0"])
+    with pytest.raises(AdvkitError, match="val split"):
+        train_detector(cfg)
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    from advkit.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_end_to_end_and_errors(gens, tmp_path, capsys):
+    conf = tmp_path / "tiny.yaml"
+    conf.write_text(yaml.safe_dump({
+        "data": {"real": "mnist", "fakes": gens, "n_per_class": 100},
+        "train": {"model": {"name": "small_cnn"}, "epochs": 1, "batch_size": 32, "tensorboard": False,
+                  "device": "cpu"},
+        "evaluation": {"eps": ["8/255", "128/255"], "pgd_steps": 5}}))
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "train", "detector", "-c", conf, "--data-root", REPO / "datasets",
+                             "--out", out)
+    assert code == 0, err
+    for text in ("epoch   1", "clean (test, n=40): AUC", "128/255", "laundering", "jpeg_q30", "detect_report.json"):
+        assert text in stdout, text
+    report = json.loads((out / REPORT).read_text())
+    assert report["evaluation"]["clean"]["auc"] > 0.9 and (out / "model.safetensors").is_file()
+
+    for args, fragment in ((["--set", "evaluation.epz=1"], "evaluation.eps"),
+                           (["--set", "train.data.dataset=cifar10"], "train.data"),
+                           (["--set", "data.fakes=[/nonexistent/g.safetensors]"], "g.safetensors")):
+        code, _, err = _run(capsys, "train", "detector", "-c", conf, "--out", tmp_path / "bad", *args)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "detect").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(DetectorConfig, path)
+    assert cfg.evaluation.pgd_steps == 20 and cfg.train.model.name == "small_cnn"
+    if path.name.startswith("mnist"):
+        assert cfg.data.fakes == ("runs/gan/generator.safetensors",) and cfg.data.real == "mnist"
+        assert cfg.evaluation.eps == pytest.approx((4 / 255, 8 / 255, 16 / 255))
+    else:
+        assert cfg.data.debias_jpeg == 75 and cfg.data.split == "source" and cfg.data.size == 64
+        assert cfg.augment.blur_prob == cfg.augment.jpeg_prob == 0.5
+        assert cfg.evaluation.eps == pytest.approx((1 / 255, 2 / 255, 4 / 255))
+    if "hardened" in path.name:
+        assert cfg.train.objective.name == "pgd"
+        assert cfg.train.objective.eps == pytest.approx(16 / 255 if path.name.startswith("mnist") else 4 / 255)
+    assert len(list((REPO / "configs" / "detect").glob("*.yaml"))) == 4
