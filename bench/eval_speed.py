@@ -26,7 +26,7 @@ from _common import RESULTS, machine, write, write_json  # noqa: E402
 from advkit.attacks import fgsm, pgd  # noqa: E402
 from advkit.data import load_dataset  # noqa: E402
 from advkit.eval.config import resolve_attack  # noqa: E402
-from advkit.eval.suite import ROBUST, run_suite, summarize  # noqa: E402
+from advkit.eval.suite import run_suite, summarize  # noqa: E402
 
 
 def suite_specs(steps: int, restarts: int):
