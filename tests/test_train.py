@@ -236,3 +236,27 @@ def test_eps_ramp_grows_the_training_radius_linearly(tmp_path):
     assert all(m["eval_eps"] == pytest.approx(0.3) for m in lines)  # evaluation always at the full eps
     with pytest.raises(AdvkitError, match="eps_ramp"):
         _cfg("objective.eps_ramp=-1")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_config_trains_from_the_cli_on_a_slice(path, tmp_path):
+    """Every shipped config trains from the command line on the real data (a slice: one epoch of 128
+    images), the CIFAR-10 ones on the shared data set."""
+    from conftest import SHARED
+
+    cfg = load_config(TrainConfig, path)
+    root = REPO / "datasets" if cfg.data.dataset == "mnist" else SHARED
+    if not root.is_dir():
+        pytest.skip(f"shared datasets not present at {root}")
+    sets = ["epochs=1", "data.train_limit=128", "data.test_limit=32", "eval.n=16", "eval.steps=1",
+            "batch_size=64", "eval_batch_size=32", "guard.n=32", "device=cpu"]
+    flags = [a for s in sets for a in ("--set", s)]
+    p = subprocess.run([sys.executable, "-m", "advkit", "train", "classifier", "-c", str(path), *flags,
+                        "--data-root", str(root), "--out", str(tmp_path / "run")], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["config"]["objective"]["name"] == cfg.objective.name
+    assert meta["config"]["objective"]["eps"] == pytest.approx(cfg.objective.eps)
+    assert meta["config"]["model"]["name"] == cfg.model.name and meta["dataset"] == cfg.data.dataset
+    assert meta["metrics"]["epoch"] == 1 and 0 <= meta["metrics"]["clean_acc"] <= 1
