@@ -17,6 +17,36 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ADVKIT_CACHE", str(tmp_path_factory.getbasetemp() / "advkit-cache"))
 
 
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``advkit ARGS`` in this process: (exit code, stdout, stderr)."""
+    from advkit.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The single ``advkit: error: ...`` line a bad input must produce (asserts there is exactly one)."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("advkit: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors on a shared CPU: a second intra-op thread only spins (up to 100x slower under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def mnist_test():
     from advkit.data import load_dataset

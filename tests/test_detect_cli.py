@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from advkit.cli import main
+from conftest import one_error_line, run_cli
 from advkit.detect.infer import CSV_KEYS, ROW_KEYS, VIDEO_KEYS, detect_paths, load_detector
 from advkit.detect.inputs import FrameStream, Source, face_box, is_sampled
 from advkit.models import create_model, save
@@ -30,21 +30,6 @@ def _cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "cwd")
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("advkit: error: "), err
-    return lines[0]
 
 
 def _detector(path: Path, in_chans: int = 3, size: int = 32, num_classes: int = 2, seed: int = 0) -> Path:
@@ -217,7 +202,7 @@ def test_face_crop_takes_the_largest_face(tmp_path):
 def test_faces_missing_are_rows_and_counts(capsys, det, video, tmp_path):
     img = _write_rgb(tmp_path / "noise.png", _rgb(64, 64, 8))
     out = tmp_path / "r.json"
-    code, stdout, err = _cli(capsys, "detect", "--ckpt", str(det), str(img), str(video), "--faces", "--every", "10",
+    code, stdout, err = run_cli(capsys, "detect", "--ckpt", str(det), str(img), str(video), "--faces", "--every", "10",
                              "--workers", "0", "--out", str(out))
     assert code == 0, err
     data = json.loads(out.read_text())
@@ -248,7 +233,7 @@ def _mixed_folder(root: Path, video: Path) -> Path:
 def test_outputs_have_every_row_and_parse(capsys, det, video, tmp_path, suffix):
     folder = _mixed_folder(tmp_path, video)
     out = tmp_path / f"scores{suffix}"
-    code, stdout, err = _cli(capsys, "detect", "--ckpt", str(det), str(folder), "--every", "15", "--workers", "0",
+    code, stdout, err = run_cli(capsys, "detect", "--ckpt", str(det), str(folder), "--every", "15", "--workers", "0",
                              "--out", str(out))
     assert code == 0, err
     expect = [("a.png", None), ("clip.avi", 0), ("clip.avi", 15), ("corrupt.png", None), ("b.jpg", None)]
@@ -278,7 +263,7 @@ def test_outputs_have_every_row_and_parse(capsys, det, video, tmp_path, suffix):
 
 def test_missing_path_among_others_is_an_error_row(capsys, det, tmp_path):
     img = _write_rgb(tmp_path / "a.png", _rgb(32, 32, 12))
-    code, stdout, err = _cli(capsys, "detect", "--ckpt", str(det), str(img), str(tmp_path / "nope.png"),
+    code, stdout, err = run_cli(capsys, "detect", "--ckpt", str(det), str(img), str(tmp_path / "nope.png"),
                              "--workers", "0")
     assert code == 0, err
     assert "error: no such file or folder" in stdout and "errors 1" in stdout
@@ -287,7 +272,7 @@ def test_missing_path_among_others_is_an_error_row(capsys, det, tmp_path):
 def test_long_tables_are_cut(capsys, det, tmp_path):
     for i in range(25):
         _write_rgb(tmp_path / f"{i:02d}.png", _rgb(8, 8, i))
-    code, stdout, _ = _cli(capsys, "detect", "--ckpt", str(det), str(tmp_path), "--workers", "0")
+    code, stdout, _ = run_cli(capsys, "detect", "--ckpt", str(det), str(tmp_path), "--workers", "0")
     assert code == 0
     assert "24.png" not in stdout and "19.png" in stdout and "... 5 more rows" in stdout
     assert "summary: 25 images/frames scored" in stdout
@@ -297,20 +282,20 @@ def test_fatal_cases_exit_2_with_one_line(capsys, det, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("x")
-    code, out, err = _cli(capsys, "detect", "--ckpt", str(det), str(empty))
-    assert code == 2 and "no images or videos" in _one_error_line(err) and out == ""
+    code, out, err = run_cli(capsys, "detect", "--ckpt", str(det), str(empty))
+    assert code == 2 and "no images or videos" in one_error_line(err) and out == ""
 
-    code, _, err = _cli(capsys, "detect", "--ckpt", str(det), str(tmp_path / "missing.png"))
-    assert code == 2 and "no such file" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "detect", "--ckpt", str(det), str(tmp_path / "missing.png"))
+    assert code == 2 and "no such file" in one_error_line(err)
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 4096)
-    code, _, err = _cli(capsys, "detect", "--ckpt", str(det), str(broken), "--workers", "0")
-    assert code == 2 and "nothing could be scored" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "detect", "--ckpt", str(det), str(broken), "--workers", "0")
+    assert code == 2 and "nothing could be scored" in one_error_line(err)
 
     img = _write_rgb(tmp_path / "a.png", _rgb(32, 32, 13))
-    code, _, err = _cli(capsys, "detect", "--ckpt", str(det), str(img), "--every", "2", "--fps", "1")
-    assert code == 2 and "not both" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "detect", "--ckpt", str(det), str(img), "--every", "2", "--fps", "1")
+    assert code == 2 and "not both" in one_error_line(err)
 
 
 def test_refuses_generators_and_non_detectors(capsys, tmp_path):
@@ -318,20 +303,20 @@ def test_refuses_generators_and_non_detectors(capsys, tmp_path):
 
     img = _write_rgb(tmp_path / "a.png", _rgb(28, 28, 14))
     gen = save_gan_net(DCGANGenerator(z_dim=8, img_size=28, channels=1, width=4), tmp_path / "g", "generator")
-    code, out, err = _cli(capsys, "detect", "--ckpt", str(gen), str(img))
-    assert code == 2 and "GAN generator checkpoint" in _one_error_line(err) and out == ""
+    code, out, err = run_cli(capsys, "detect", "--ckpt", str(gen), str(img))
+    assert code == 2 and "GAN generator checkpoint" in one_error_line(err) and out == ""
 
     three = _detector(tmp_path / "three.safetensors", num_classes=3)
-    code, _, err = _cli(capsys, "detect", "--ckpt", str(three), str(img))
-    assert code == 2 and "3-class classifier" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "detect", "--ckpt", str(three), str(img))
+    assert code == 2 and "3-class classifier" in one_error_line(err)
 
 
 def test_bad_out_suffix_exits_2_before_any_work(capsys, tmp_path):
     img = _write_rgb(tmp_path / "a.png", _rgb(32, 32, 15))
     out = tmp_path / "scores.txt"
-    code, stdout, err = _cli(capsys, "detect", "--ckpt", str(tmp_path / "no-such.safetensors"), str(img),
+    code, stdout, err = run_cli(capsys, "detect", "--ckpt", str(tmp_path / "no-such.safetensors"), str(img),
                              "--out", str(out))
-    assert code == 2 and ".csv or .json" in _one_error_line(err) and stdout == ""
+    assert code == 2 and ".csv or .json" in one_error_line(err) and stdout == ""
     assert not out.exists()
 
 

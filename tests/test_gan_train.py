@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from advkit.cli import main
+from conftest import one_error_line, run_cli
 from advkit.config import load_config
 from advkit.data import load_dataset
 from advkit.errors import AdvkitError
@@ -31,21 +31,6 @@ def _cfg(*sets: str) -> GanConfig:
     return load_config(GanConfig, None, [*TINY, *sets])
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("advkit: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +244,7 @@ def test_generate_npz_folder_and_reproducible(base_run, tmp_path, capsys):
     ckpt = str(base_run[0] / "generator.safetensors")
     a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
     for path, seed in ((a, "0"), (b, "0"), (c, "1")):
-        code, out, err = _cli(capsys, "generate", "--ckpt", ckpt, "-n", "37", "--out", str(path), "--seed", seed,
+        code, out, err = run_cli(capsys, "generate", "--ckpt", ckpt, "-n", "37", "--out", str(path), "--seed", seed,
                               "--batch-size", "10", "--device", "cpu")
         assert code == 0, err
     assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
@@ -268,7 +253,7 @@ def test_generate_npz_folder_and_reproducible(base_run, tmp_path, capsys):
     with np.load(a, allow_pickle=False) as z:
         assert z["x"].dtype == np.uint8 and z["x"].shape == (37, 28, 28, 1)
     folder = tmp_path / "pngs"
-    code, _, err = _cli(capsys, "generate", "--ckpt", str(base_run[0]), "-n", "12", "--out", str(folder),
+    code, _, err = run_cli(capsys, "generate", "--ckpt", str(base_run[0]), "-n", "12", "--out", str(folder),
                         "--batch-size", "5", "--device", "cpu")
     assert code == 0, err
     files = sorted(p.name for p in folder.iterdir())
@@ -276,8 +261,8 @@ def test_generate_npz_folder_and_reproducible(base_run, tmp_path, capsys):
     img = cv2.imread(str(folder / "000000.png"), cv2.IMREAD_UNCHANGED)
     with np.load(a, allow_pickle=False) as z:
         assert img.shape == (28, 28) and np.array_equal(img, z["x"][0, :, :, 0])  # same seed 0, same images
-    code, _, err = _cli(capsys, "generate", "--ckpt", ckpt, "-n", "3", "--out", str(folder))
-    assert code == 2 and "not an empty folder" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "generate", "--ckpt", ckpt, "-n", "3", "--out", str(folder))
+    assert code == 2 and "not an empty folder" in one_error_line(err)
 
 
 def test_generate_bad_input_is_one_line_exit_2(base_run, tmp_path, capsys):
@@ -285,26 +270,26 @@ def test_generate_bad_input_is_one_line_exit_2(base_run, tmp_path, capsys):
 
     ckpt = str(base_run[0] / "generator.safetensors")
     for n in ("0", "-5"):
-        code, _, err = _cli(capsys, "generate", "--ckpt", ckpt, "-n", n, "--out", str(tmp_path / "x.npz"))
-        assert code == 2 and "-n must be >= 1" in _one_error_line(err)
+        code, _, err = run_cli(capsys, "generate", "--ckpt", ckpt, "-n", n, "--out", str(tmp_path / "x.npz"))
+        assert code == 2 and "-n must be >= 1" in one_error_line(err)
     clf = save(create_model("lenet", num_classes=10, in_chans=1, input_size=28, width=4), tmp_path / "c.safetensors")
-    code, _, err = _cli(capsys, "generate", "--ckpt", str(clf), "-n", "4", "--out", str(tmp_path / "x.npz"))
-    assert code == 2 and "classifier checkpoint, not a generator" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "generate", "--ckpt", str(clf), "-n", "4", "--out", str(tmp_path / "x.npz"))
+    assert code == 2 and "classifier checkpoint, not a generator" in one_error_line(err)
     assert not (tmp_path / "x.npz").exists()
 
 
 def test_train_gan_cli(tmp_path, capsys):
     sets = [a for s in [*TINY, "epochs=1", "data.train_limit=64"] for a in ("--set", s)]
-    code, out, err = _cli(capsys, "train", "gan", "-c", str(REPO / "configs/gan/dcgan_mnist.yaml"), *sets,
+    code, out, err = run_cli(capsys, "train", "gan", "-c", str(REPO / "configs/gan/dcgan_mnist.yaml"), *sets,
                           "--out", str(tmp_path / "run"))
     assert code == 0, err
     assert "epoch   1" in out and (tmp_path / "run" / "generator.safetensors").is_file()
-    code, _, err = _cli(capsys, "train", "gan", "--set", "loss=wasserstein", "--out", str(tmp_path / "bad"))
-    assert code == 2 and "unknown GAN loss 'wasserstein'" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "train", "gan", "--set", "loss=wasserstein", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "unknown GAN loss 'wasserstein'" in one_error_line(err)
     bad = tmp_path / "bad.yaml"
     bad.write_text("los: hinge\n")
-    code, _, err = _cli(capsys, "train", "gan", "-c", str(bad), "--out", str(tmp_path / "bad"))
-    assert code == 2 and "unknown config key 'los'" in _one_error_line(err)
+    code, _, err = run_cli(capsys, "train", "gan", "-c", str(bad), "--out", str(tmp_path / "bad"))
+    assert code == 2 and "unknown config key 'los'" in one_error_line(err)
     assert not (tmp_path / "bad").exists()
 
 

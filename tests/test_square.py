@@ -14,13 +14,7 @@ from advkit.errors import AdvkitError
 EPS = {"linf": 0.1, "l2": 1.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared CPU: a second intra-op thread only spins (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed: int = 0) -> torch.Generator:
