@@ -11,6 +11,7 @@ at 1,000 and 10,000 samples (separate processes; batches are streamed, so memory
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import subprocess
@@ -120,6 +121,9 @@ def main() -> None:
         eps_list = eps_list[:2]
     data = load_dataset("mnist", "test").subset(n)
     rows = []
+    peer = not args.no_peer and importlib.util.find_spec("torchattacks") is not None
+    if not args.no_peer and not peer:
+        print("torchattacks is not installed (pip install -e '.[bench]'): the MultiAttack peer is skipped")
     for path in ([] if args.no_default else [None]) + args.ckpt:
         model = _model(path)
         name = "default LeNet" if path is None else Path(path).parent.name or path
@@ -130,7 +134,7 @@ def main() -> None:
                "cascade": {"s": t_c, "worst_case": acc_c,
                            "attacked": {a["label"]: [r["attacked"] for r in a["results"]] for a in summ["attacks"]}},
                "naive": {"s": t_n, "worst_case": acc_n}, "speedup_vs_naive": t_n / t_c}
-        if not args.no_peer:
+        if peer:
             t_m, acc_m = multiattack(model, data, eps_list, steps, restarts, bs)
             row["torchattacks_multiattack"] = {"s": t_m, "worst_case": acc_m}
             row["speedup_vs_multiattack"] = t_m / t_c
@@ -138,7 +142,7 @@ def main() -> None:
         print(f"{name}: cascade {t_c:.1f}s {acc_c}, naive {t_n:.1f}s {acc_n} -> {t_n / t_c:.2f}x"
               + (f"; MultiAttack {row['torchattacks_multiattack']['s']:.1f}s "
                  f"{row['torchattacks_multiattack']['worst_case']} -> {row['speedup_vs_multiattack']:.2f}x"
-                 if not args.no_peer else ""), flush=True)
+                 if peer else ""), flush=True)
     mem = []
     for m in () if args.no_memory else (200, 1000) if args.quick else (1000, 10000):
         p = subprocess.run([sys.executable, __file__, "--memory-child", str(m)], capture_output=True, text=True,
