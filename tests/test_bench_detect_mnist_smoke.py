@@ -1,0 +1,30 @@
+"""Smoke run of bench/detect_mnist.py on a tiny untrained generator: both detectors train and are scored."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_detect_mnist_quick(tmp_path):
+    from advkit.gan import DCGANGenerator, save_gan_net
+
+    torch.manual_seed(0)
+    g = save_gan_net(DCGANGenerator(z_dim=8, img_size=28, channels=1, width=4), tmp_path / "g.safetensors",
+                     "generator")
+    out = tmp_path / "d.json"
+    p = subprocess.run([sys.executable, "bench/detect_mnist.py", "--generator", str(g), "--quick", "--out", str(out),
+                        "--run-dir", str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert [row["config"] for row in r["rows"]] == ["mnist_dcgan", "mnist_dcgan_hardened"]
+    for row in r["rows"]:
+        assert 0 <= row["clean_auc"] <= 1 and set(row["robust_auc"]) == {"4/255", "8/255", "16/255"}
+        assert row["robust_auc"]["16/255"] <= row["robust_auc"]["4/255"] + 1e-9  # worst case grows with eps
+    assert r["rows"][1]["train_objective"] == "pgd" and "machine" in r
