@@ -112,13 +112,11 @@ def test_trades_is_ce_plus_beta_kl():
     assert_close(losses[6.0] - ce, 2 * kl)
 
 
-@pytest.mark.parametrize("norm, eps", [("linf", EPS), ("l2", 0.5)])
-@pytest.mark.parametrize("name", OBJECTIVES)
+@pytest.mark.parametrize("name, norm, eps", [(n, "linf", EPS) for n in OBJECTIVES]
+                         + [(n, "l2", 0.5) for n in OBJECTIVES if n != "fgsm"])  # fgsm is L-inf only
 def test_trained_inputs_respect_eps(name, norm, eps):
     """What the model trains on stays in the eps-ball and [0,1], and adversarial objectives use the
     whole budget. The training forward runs in train mode, the attack's in eval mode on attack_model."""
-    if name == "fgsm" and norm == "l2":
-        pytest.skip("fgsm is L-inf only")
     net = tiny_cnn().train()
     model, attacked = Recorder(net).train(), Recorder(net).train()
     x, y = _batch()
@@ -260,3 +258,8 @@ def test_fast_adversarial_training_beats_clean_training_under_pgd():
     assert clean_acc_c > 0.9 and clean_acc_f > 0.9
     assert robust_acc_f > robust_acc_c + 0.15, (robust_acc_c, robust_acc_f)
     assert robust_acc_f < clean_acc_f  # PGD still finds errors: robust, not masked
+
+
+def test_fgsm_refuses_l2():
+    with pytest.raises(AdvkitError, match="fgsm is an L-inf objective"):
+        get_objective("fgsm", eps=0.1, norm="l2")

@@ -224,6 +224,7 @@ def test_only_unfooled_samples_are_queried_and_it_stops_early():
     assert len(model.calls) == 1
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 def test_runs_on_the_gpu_with_a_gpu_generator(trained_mlp):
     _, (x, y) = trained_mlp
