@@ -567,4 +567,5 @@ class _GanRun:
             save_gan_net(final, out / "generator.safetensors", "generator", ema=self.G_ema is not None, **meta)
             save_gan_net(self.D, out / "discriminator.safetensors", "discriminator", **meta)
         self.D.eval()
+        self.dist.barrier()  # no process leaves the group while rank 0 still writes
         return final.eval(), metrics
