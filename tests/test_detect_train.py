@@ -20,6 +20,7 @@ from advkit.detect.config import NO_AUGMENT, DetectEvalConfig, DetectorConfig
 from advkit.detect.evaluate import LAUNDERING, evaluate_detector, roc_points
 from advkit.detect.train import REPORT, augment_batch, data_name, train_detector
 from advkit.errors import AdvkitError
+from advkit.eval.config import LAUNDERING_NAMES
 from advkit.gan import DCGANGenerator, save_gan_net
 from advkit.models import load, read_metadata
 from advkit.train import TrainConfig, train_classifier
@@ -96,7 +97,7 @@ def test_evasion_attack_pushes_fakes_to_real(trained):
     assert all(b <= a for a, b in zip(means, means[1:])), means
     assert all(0 <= r["auc_reals_attacked"] <= 1 for r in rows)
     assert rows[-1]["auc_reals_attacked"] < clean["auc"]  # pushing reals towards "fake" works too
-    assert set(ev["roc"]) == {"clean", *(f"pgd@{r['label']}" for r in rows)}
+    assert set(ev["roc"]) == {"clean", *(f"pgd@{r['label']}" for r in rows), *(n for n, _ in LAUNDERING)}
     for name, c in ev["roc"].items():
         fpr, tpr = np.array(c["fpr"]), np.array(c["tpr"])
         assert len(fpr) == len(tpr) <= 200, name
@@ -106,8 +107,8 @@ def test_evasion_attack_pushes_fakes_to_real(trained):
 
 def test_laundering_grid(trained):
     lau = trained[2]["evaluation"]["laundering"]
-    assert set(lau) == {"jpeg_q95", "jpeg_q75", "jpeg_q50", "jpeg_q30", "blur_s1", "blur_s2", "rescale_0.75",
-                        "rescale_0.5"} == {name for name, _ in LAUNDERING}
+    assert list(lau) == ["jpeg_q95", "jpeg_q75", "jpeg_q50", "jpeg_q30", "blur_s1", "blur_s2", "rescale_0.75",
+                         "rescale_0.5"] == [name for name, _ in LAUNDERING] == list(LAUNDERING_NAMES)
     for name, r in lau.items():
         assert all(0 <= v <= 1 for v in r.values()), name
 
@@ -115,7 +116,7 @@ def test_laundering_grid(trained):
 def test_report_is_written_atomically_and_parses(trained):
     cfg, _, report, out = trained
     on_disk = json.loads((out / REPORT).read_text())
-    assert on_disk == json.loads(json.dumps(report))
+    assert on_disk == json.loads(json.dumps({k: v for k, v in report.items() if k != "report"}))
     assert on_disk["config"]["evaluation"]["eps"] == pytest.approx(EPS)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers
     assert load_config(DetectorConfig, out / "detector.yaml") == cfg
@@ -130,6 +131,7 @@ def test_evaluate_is_seeded_and_leaves_the_model_alone(trained, sets):
     cfg = DetectEvalConfig(eps=(64 / 255,), pgd_steps=5, n=40, laundering=False)
     a = evaluate_detector(model, sets["test"], sets["val"], cfg, seed=3)
     b = evaluate_detector(model, sets["test"], sets["val"], cfg, seed=3)
+    assert a.pop("time_s").keys() == b.pop("time_s").keys() == {"clean", "robust", "laundering"}
     assert a == b
     assert model.training and all(p.grad is None for p in model.parameters())
     model.eval()
@@ -287,3 +289,85 @@ def test_shipped_configs_load(path):
         assert cfg.train.objective.name == "pgd"
         assert cfg.train.objective.eps == pytest.approx(16 / 255 if path.name.startswith("mnist") else 4 / 255)
     assert len(list((REPO / "configs" / "detect").glob("*.yaml"))) == 4
+
+
+# ------------------------------------------------------------------ detection through the harness's reports
+
+def test_harness_reports_show_clean_laundered_and_adversarial_side_by_side(trained):
+    from advkit.report import load_report
+
+    cfg, _, report, out = trained
+    harness = load_report(out / "report.json")  # validates against the schema
+    assert harness == json.loads(json.dumps(report["report"]))
+    (m,) = harness["models"]
+    ev = report["evaluation"]
+    assert m["detection"]["clean"]["auc"] == pytest.approx(ev["clean"]["auc"])
+    assert m["clean_acc"] == pytest.approx(ev["clean"]["acc"]) and m["threat_models"] == []
+    assert harness["gates"] == [] and harness["passed"] is True
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for name in LAUNDERING_NAMES:
+        assert f"laundered: {name}" in html and f"laundered: {name}" in md
+    for r in ev["robust"]:
+        row = f"evasion: PGD-{ev['pgd_steps']} at {r['label']}"
+        assert row in html and row in md
+    assert "ROC: clean and under the evasion attack" in html and "ROC: laundered" in html
+    assert html.count("<polyline") == len(ev["roc"]) + 1  # clean is drawn in both ROC plots
+    assert all(g in html and g in md for g in cfg.data.fakes)  # per-generator table
+    assert (out / "junit.xml").read_text().count("<testcase") == 1  # no gates: one passing case
+
+
+def test_detection_gates(trained):
+    from advkit.eval.config import GatesConfig
+    from advkit.eval.gates import evaluate_gates
+
+    ev = trained[2]["evaluation"]
+    clean, rob = ev["clean"]["auc"], ev["robust"][-1]["auc"]
+    report = {"models": [{"name": "d", "clean_acc": ev["clean"]["acc"], "threat_models": [], "detection": ev}]}
+
+    def gates(**kw):
+        return {g["name"]: g for g in evaluate_gates(report, GatesConfig(**kw))}
+
+    got = gates(min_auc=clean - 0.01, min_robust_auc={"128/255": rob + 0.01, "16/255": 0.0},
+                min_laundered_auc={"all": 0.0})
+    assert got["min_auc[d]"]["passed"] and got["min_auc[d]"]["value"] == clean
+    assert not got["min_robust_auc[d,128/255]"]["passed"] and got["min_robust_auc[d,16/255]"]["passed"]
+    assert sum(k.startswith("min_laundered_auc[") and g["passed"] for k, g in got.items()) == 8
+    got = gates(min_auc=min(clean + 0.01, 1.0), min_robust_auc={"3/255": 0.1},
+                min_laundered_auc={"jpeg_q30": ev["laundering"]["jpeg_q30"]["auc"]})
+    assert got["min_auc[d]"]["passed"] is (clean == 1.0)
+    assert not got["min_robust_auc[d,0.01176]"]["passed"]  # no attack at that eps: fails, says so
+    assert "no evasion attack" in got["min_robust_auc[d,0.01176]"]["message"]
+    assert got["min_laundered_auc[d,jpeg_q30]"]["passed"]  # >= its own value
+    report["models"][0].pop("detection")  # a classifier entry: detector gates cannot be judged
+    (g,) = gates(min_auc=0.5).values()
+    assert not g["passed"] and "no detection results" in g["message"]
+    with pytest.raises(ValueError, match="unknown transform 'jpeg_q10'"):
+        GatesConfig(min_laundered_auc={"jpeg_q10": 0.5})
+    with pytest.raises(ValueError, match="not in \\(0, 1\\]"):
+        GatesConfig(min_robust_auc={"300/255": 0.5})
+
+
+def test_eval_cli_evaluates_detectors_and_gates_them(trained, gens, tmp_path, capsys):
+    from advkit.report import load_report
+
+    cfg, _, report, out = trained
+    data = [f"--set=detection.data.real=mnist", f"--set=detection.data.fakes=[{','.join(gens)}]",
+            "--set=detection.data.n_per_class=300", "--set=detection.evaluation.pgd_steps=5",
+            "--set=detection.evaluation.eps=[128/255]", f"--set=models=[{{model: {out / 'model.safetensors'}}}]",
+            "--set=device=cpu"]
+    code, stdout, err = _run(capsys, "eval", *data, "--data-root", REPO / "datasets", "--out", tmp_path / "ev",
+                             "--quiet", "--set=gates.min_auc=0.9", "--set=gates.checks=[eval_mode,logits]")
+    assert code == 0, err
+    rep = load_report(tmp_path / "ev" / "report.json")
+    det = rep["models"][0]["detection"]
+    # the same data config as training: the same test split, so the same clean AUC as training reported
+    assert det["clean"]["auc"] == pytest.approx(report["evaluation"]["clean"]["auc"], abs=1e-9)
+    assert [g["passed"] for g in rep["gates"]] == [True] * 3
+    assert "(detector)" in stdout and "clean (test" in stdout and "all 3 gates passed" in stdout
+    code, _, err = _run(capsys, "eval", *data, "--data-root", REPO / "datasets", "--out", tmp_path / "ev2",
+                        "--quiet", "--set=gates.min_robust_auc={128/255: 0.99}", "--set=checks.enabled=false")
+    assert code == 1 and "GATE FAILED min_robust_auc" in err
+    assert (tmp_path / "ev2" / "report.html").is_file()  # a failing gate still leaves the reports
+    code, _, err = _run(capsys, "eval", *data, "--out", tmp_path / "ev3", "--set=gates.min_auc=1.5")
+    assert code == 2 and "gates.min_auc must be in [0,1]" in err and "Traceback" not in err

@@ -23,6 +23,10 @@ from advkit.cli._common import default_out
 def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
     """Evaluate models against an attack suite: per-sample worst case over attacks, sanity checks, gates.
 
+    With `detection.data` in the config the models are fake-image detectors: clean AUC/AP/EER, the
+    targeted evasion attack per eps and the laundering grid on the real/fake test split, with the
+    detector gates (min_auc, min_robust_auc, min_laundered_auc).
+
     Writes report.json, report.md, report.html and junit.xml to OUT. Under
     `torchrun --nproc_per_node=N` the samples are sharded over the ranks; rank 0 writes the same report.
     """
@@ -66,7 +70,12 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
 
 def _print_summary(report: dict, echo) -> None:
     for m in report["models"]:
-        echo(f"{m['name']}: clean {m['clean_acc']:.1%} on {m['n']} samples")
+        if m.get("detection"):
+            from advkit.eval.detection import summary_text
+            echo(f"{m['name']} (detector):")
+            echo("\n".join("  " + line for line in summary_text(m["detection"]).splitlines()))
+        else:
+            echo(f"{m['name']}: clean {m['clean_acc']:.1%} on {m['n']} samples")
         for tm in m["threat_models"]:
             labels = [a["label"] for a in tm["attacks"]]
             head = "cumulative " if tm["mode"] == "cascade" else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -71,13 +72,16 @@ def _print_epoch(m: dict) -> None:
 def detector(config_path, sets, out, data_root, resume):
     """Train a fake-image detector (0 real, 1 fake) and evaluate it: clean, targeted PGD evasion, laundering.
 
-    Writes OUT/model.safetensors (what `advkit detect` loads), detect_report.json, metrics.jsonl.
+    Writes OUT/model.safetensors (what `advkit detect` loads), metrics.jsonl, detect_report.json and the
+    harness's reports (report.json, report.md, report.html with ROC curves, junit.xml). Exit 1 when a gate
+    of the config's `gates:` fails.
     """
     import dataclasses
 
     from advkit.config import load_config
     from advkit.detect.config import DetectorConfig
     from advkit.detect.train import data_name, train_detector
+    from advkit.eval.detection import summary_text
 
     cfg = load_config(DetectorConfig, config_path, sets)
     if data_root:
@@ -90,37 +94,23 @@ def detector(config_path, sets, out, data_root, resume):
     click.echo(f"training detector {cfg.train.model.name} on {data_name(cfg.data)} ({what}, {cfg.train.epochs} "
                f"epochs) -> {out_dir}")
     _, report = train_detector(cfg, out_dir, progress=True, resume=resume, on_epoch=_print_detector_epoch)
-    click.echo(_detector_table(report["evaluation"], cfg.evaluation.pgd_steps))
-    click.echo(f"report: {out_dir / 'detect_report.json'}; model: {out_dir / 'model.safetensors'}")
+    click.echo(summary_text(report["evaluation"]))
+    click.echo(f"model: {out_dir / 'model.safetensors'}; reports: {out_dir / 'report.html'} (also .md, .json, "
+               f"junit.xml) and {out_dir / 'detect_report.json'}")
+    gates = report["report"]["gates"]
+    failed = [g for g in gates if not g["passed"]]
+    for g in failed:
+        click.echo(f"GATE FAILED {g['name']}: {g['message']}", err=True)
+    if failed:
+        sys.exit(1)
+    if gates:
+        click.echo(f"all {len(gates)} gates passed")
 
 
 def _print_detector_epoch(m: dict) -> None:
     rob = "" if m.get("robust_acc") is None else f"  val PGD acc {m['robust_acc']:.2%}"
     click.echo(f"epoch {m['epoch']:>3}  loss {m['train_loss']:.4f}  train acc {m['train_acc']:.2%}  "
                f"val acc {m['clean_acc']:.2%}{rob}  {m['epoch_time_s']:.1f}s")
-
-
-def _detector_table(ev: dict, steps: int) -> str:
-    """The evaluation as a few aligned lines for people (the JSON report has everything)."""
-    c = ev["clean"]
-    cal = "" if c.get("acc_calibrated") is None else \
-        f"  acc@{ev['calibrated_threshold']:.3g} (val-calibrated) {c['acc_calibrated']:.2%}"
-    lines = [f"clean (test, n={ev['n_test']}): AUC {c['auc']:.4f}  AP {c['ap']:.4f}  EER {c['eer']:.2%}  "
-             f"acc@{ev['threshold']:g} {c['acc']:.2%}{cal}"]
-    for g, r in ev.get("per_generator", {}).items():
-        lines.append(f"  {g}: AUC {r['auc']:.4f}  AP {r['ap']:.4f}" if r["auc"] is not None else f"  {g}: no fakes")
-    sub = ev["subset"]
-    if ev["robust"]:
-        lines.append(f"evasion: targeted PGD-{steps} pushes fakes to 'real' (n={sub['n']}, clean AUC {sub['auc']:.4f})")
-        lines.append(f"  {'eps':>8}  {'AUC':>6}  {'AP':>6}  {'fakes called real':>17}  {'AUC, reals attacked':>19}")
-        for r in ev["robust"]:
-            rev = f"{r['auc_reals_attacked']:.4f}" if "auc_reals_attacked" in r else "-"
-            lines.append(f"  {r['label']:>8}  {r['auc']:.4f}  {r['ap']:.4f}  {r['fakes_called_real']:>17.2%}  "
-                         f"{rev:>19}")
-    if ev["laundering"]:
-        lines.append(f"laundering (both classes, n={sub['n']}): " + "  ".join(
-            f"{k} {v['auc']:.3f}" for k, v in ev["laundering"].items()))
-    return "\n".join(lines)
 
 
 from advkit.cli.gan import gan_cmd  # noqa: E402  (at the end: gan.py does not import this module)

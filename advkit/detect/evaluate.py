@@ -8,6 +8,7 @@ Scores are P(fake) = softmax(logits)[:, 1]; images and radii are in [0,1] pixel 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -98,7 +99,8 @@ def evaluate_detector(model: nn.Module, test: ArrayDataset, val: ArrayDataset | 
       (a point of a smaller ball lies in the larger one), so the numbers cannot rise with eps by attack luck.
       ``auc_reals_attacked``: the reverse attack (reals pushed towards "fake", fakes clean).
     - ``laundering``: AUC/AP/acc after each transform applied to both classes' images (same subset).
-    - ``roc``: thinned ROC curves, ``clean`` and ``pgd@<eps>``.
+    - ``roc``: thinned ROC curves: ``clean``, ``pgd@<eps>`` and one per laundering transform.
+    - ``time_s``: seconds spent on ``clean`` scoring, ``robust`` (the attacks) and ``laundering``.
 
     Attacks are seeded with ``seed`` (one stream per radius), and the model's mode is restored."""
     cfg = cfg or DetectEvalConfig()
@@ -114,12 +116,13 @@ def evaluate_detector(model: nn.Module, test: ArrayDataset, val: ArrayDataset | 
 
 def _evaluate(model, test: ArrayDataset, val, cfg: DetectEvalConfig, device, seed: int, batch_size: int) -> dict:
     t = cfg.threshold
+    t0 = time.perf_counter()
     labels = test.labels.clone()
     scores = fake_scores(model, test.images, device, batch_size)
     calibrated = None
     if val is not None and len(val) and 0 < int(val.labels.sum()) < len(val):
         calibrated = calibrate_threshold(fake_scores(model, val.images, device, batch_size), val.labels)
-    out: dict = {"n_test": len(test), "threshold": t, "calibrated_threshold": calibrated,
+    out: dict = {"n_test": len(test), "threshold": t, "calibrated_threshold": calibrated, "pgd_steps": cfg.pgd_steps,
                  "clean": detection_report(scores, labels, t, calibrated), "roc": {"clean": roc_points(scores, labels)}}
 
     sources = test.meta.get("generators") or []
@@ -145,6 +148,7 @@ def _evaluate(model, test: ArrayDataset, val, cfg: DetectEvalConfig, device, see
                      "fake_score_mean": float(s_clean[fake_idx].mean()),
                      "real_score_mean": float(s_clean[real_idx].mean())}
 
+    t1 = time.perf_counter()
     out["robust"] = []
     worst_fake, worst_real = s_clean[fake_idx].clone(), s_clean[real_idx].clone()
     for i, eps in enumerate(sorted(cfg.eps)):
@@ -165,11 +169,15 @@ def _evaluate(model, test: ArrayDataset, val, cfg: DetectEvalConfig, device, see
         out["robust"].append(row)
         out["roc"][f"pgd@{row['label']}"] = roc_points(s, y)
 
+    t2 = time.perf_counter()
     out["laundering"] = {}
     if cfg.laundering:
         for name, fn in LAUNDERING:
             s = fake_scores(model, fn(sub.images), device, batch_size)
             out["laundering"][name] = _summary(s, y, t, calibrated)
+            out["roc"][name] = roc_points(s, y)
+    out["time_s"] = {"clean": round(t1 - t0, 3), "robust": round(t2 - t1, 3),
+                     "laundering": round(time.perf_counter() - t2, 3)}
     _check_finite(out)
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -23,6 +24,8 @@ from advkit.data.transforms import Augment
 from advkit.detect.config import DetectorConfig
 from advkit.detect.evaluate import evaluate_detector
 from advkit.errors import AdvkitError
+from advkit.eval.detection import data_info, detection_report, detector_entry
+from advkit.report import write_reports
 from advkit.train.trainer import BatchTransform, train_classifier
 from advkit.utils import atomic_write_json, atomic_write_text
 
@@ -83,8 +86,10 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     """Build the data, train (per-epoch metrics are on the val split), evaluate on the test split.
 
     With ``out_dir``: the trainer's outputs (``model.safetensors``, ``metrics.jsonl``, ``last.ckpt``, ...),
-    ``detector.yaml`` (this config) and ``detect_report.json`` (config, data summary, training metrics,
-    evaluation), written atomically. Returns the model (eval mode) and that report."""
+    ``detector.yaml`` (this config), ``detect_report.json`` (config, data summary, training metrics,
+    evaluation) and the harness's ``report.json`` / ``.md`` / ``.html`` / ``junit.xml`` (the evaluation as a
+    detector entry, ``cfg.gates`` evaluated), all written atomically. Returns the model (eval mode) and
+    ``detect_report.json``'s dict with the harness report under ``"report"``."""
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume:
         _check_resume(out, cfg)
@@ -102,12 +107,20 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 evaluates and reports
         return model, {"training": metrics}
     device = next(model.parameters()).device
+    t0 = time.perf_counter()
     evaluation = evaluate_detector(model, sets["test"], sets["val"], cfg.evaluation, device, seed=cfg.train.seed,
                                    batch_size=cfg.train.eval_batch_size)
+    source = str(out / "model.safetensors") if out is not None else cfg.train.model.name
+    harness = detection_report(config=to_dict(cfg), data=data_info(data_name(cfg.data), sets["test"]),
+                               models=[detector_entry(out.name if out is not None else "detector", source,
+                                                      evaluation)],
+                               gates=cfg.gates, device=device, total_s=time.perf_counter() - t0)
     report = {"kind": "detector", "config": to_dict(cfg), "data": data_summary(sets, cfg.data),
               "training": metrics, "evaluation": evaluation,
               "model": str(out / "model.safetensors") if out is not None else None}
     if out is not None:
+        write_reports(harness, out)  # report.json/.md/.html, junit.xml: the harness's formats and gates
         atomic_write_json(out / REPORT, report)
+    report["report"] = harness
     log.info("detector: clean AUC %.4f on %d test images", evaluation["clean"]["auc"], evaluation["n_test"])
     return model, report

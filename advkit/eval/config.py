@@ -8,12 +8,15 @@ typo.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from advkit.attacks import get_attack
 from advkit.attacks._common import NORMS, check_eps
 from advkit.config import parse_number
+from advkit.data.realfake import RealFakeConfig
 from advkit.errors import AdvkitError
 
 MODES = ("cascade", "full")
@@ -175,6 +178,56 @@ class ChecksConfig:
             raise ValueError(f"checks.n must be >= 10, got {self.n}")
 
 
+# the laundering transforms of a detector evaluation (advkit.detect.evaluate.LAUNDERING), by report name
+LAUNDERING_NAMES = ("jpeg_q95", "jpeg_q75", "jpeg_q50", "jpeg_q30", "blur_s1", "blur_s2", "rescale_0.75",
+                    "rescale_0.5")
+
+
+def _fraction(v: Any, where: str, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ValueError(f"{where}: expected {what} in [0,1], got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class DetectEvalConfig:
+    """What :func:`advkit.detect.evaluate.evaluate_detector` measures on the test split."""
+
+    eps: tuple[float, ...] = (4 / 255, 8 / 255, 16 / 255)  # L-inf radii of the evasion attack, pixel units
+    pgd_steps: int = 20             # targeted PGD steps (step 2.5 * eps / steps, random start)
+    attack_reals: bool = True       # also push reals towards "fake" (the false-alarm attack), a second AUC
+    n: int | None = None            # test samples (the first n) attacked and laundered; None: all
+    laundering: bool = True         # JPEG q95/75/50/30, blur sigma 1/2, rescale 0.75/0.5, each alone
+    threshold: float = 0.5          # P(fake) at which a sample is called fake
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", tuple(self.eps))
+        for e in self.eps:
+            if isinstance(e, bool) or not isinstance(e, numbers.Real) or not (math.isfinite(e) and 0 < e <= 1):
+                raise AdvkitError(f"evaluation.eps values must be in (0, 1] (pixel units, e.g. 8/255), got {e!r}")
+        if len(set(self.eps)) != len(self.eps):
+            raise AdvkitError(f"evaluation.eps lists a radius twice: {list(self.eps)}")
+        if self.pgd_steps < 1:
+            raise AdvkitError(f"evaluation.pgd_steps must be >= 1, got {self.pgd_steps}")
+        if self.n is not None and self.n < 2:
+            raise AdvkitError(f"evaluation.n must be >= 2 (both classes are needed), got {self.n}")
+        if not 0 <= self.threshold <= 1:
+            raise AdvkitError(f"evaluation.threshold must be a probability in [0, 1], got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """``advkit eval`` of fake-image detectors: the models are 2-class detectors (0 real, 1 fake) scored on
+    the test split of ``data`` (threshold calibrated on its val split) as :func:`evaluate_detector` does.
+    Off unless ``data`` names real images (``real`` or ``labelled``); then ``threat_models`` are not run."""
+    data: RealFakeConfig = field(default_factory=RealFakeConfig)
+    evaluation: DetectEvalConfig = field(default_factory=DetectEvalConfig)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.data.real or self.data.labelled)
+
+
 @dataclass(frozen=True)
 class GatesConfig:
     """What a run must achieve to exit 0. ``min_robust_acc`` keys: ``0.1`` (every threat model with that
@@ -184,6 +237,11 @@ class GatesConfig:
     min_robust_acc: dict[str, float] = field(default_factory=dict)
     max_drop: float | None = None
     checks: tuple[str, ...] = ()
+    # detectors (a report with detection results): clean AUC on the test split; AUC under the evasion attack
+    # per eps (keys like 16/255); AUC after laundering, keys a transform (jpeg_q30, blur_s2, ...) or "all"
+    min_auc: float | None = None
+    min_robust_auc: dict[str, float] = field(default_factory=dict)
+    min_laundered_auc: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         parsed = {}
@@ -198,7 +256,20 @@ class GatesConfig:
                 raise ValueError(f"gates.min_robust_acc[{k}]: expected an accuracy in [0,1], got {v!r}")
             parsed[(norm or None, parse_number(e, f"gates.min_robust_acc[{k}]"))] = float(v)
         object.__setattr__(self, "min_robust_acc", parsed)
-        for name, v in (("min_clean_acc", self.min_clean_acc), ("max_drop", self.max_drop)):
+        robust_auc = {}
+        for k, v in self.min_robust_auc.items():
+            eps = k if isinstance(k, float) else parse_number(str(k), f"gates.min_robust_auc[{k}]")
+            if not 0 < eps <= 1:
+                raise ValueError(f"gates.min_robust_auc: eps {k!r} is not in (0, 1] (pixel units, e.g. 8/255)")
+            robust_auc[float(eps)] = _fraction(v, f"gates.min_robust_auc[{k}]", "an AUC")
+        object.__setattr__(self, "min_robust_auc", robust_auc)
+        for k, v in self.min_laundered_auc.items():
+            if k != "all" and k not in LAUNDERING_NAMES:
+                raise ValueError(f"gates.min_laundered_auc: unknown transform {k!r}; valid: all, "
+                                 f"{', '.join(LAUNDERING_NAMES)}")
+            _fraction(v, f"gates.min_laundered_auc[{k}]", "an AUC")
+        for name, v in (("min_clean_acc", self.min_clean_acc), ("max_drop", self.max_drop),
+                        ("min_auc", self.min_auc)):
             if v is not None and not 0 <= v <= 1:
                 raise ValueError(f"gates.{name} must be in [0,1], got {v}")
         for c in self.checks:
@@ -221,6 +292,7 @@ class EvalConfig:
     examples: int = 8               # adversarial examples per eps in the HTML report
     checks: ChecksConfig = ChecksConfig()
     gates: GatesConfig = GatesConfig()
+    detection: DetectionSpec = DetectionSpec()  # set detection.data to evaluate fake-image detectors
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -246,6 +318,7 @@ def config_dict(cfg: EvalConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     d["gates"]["min_robust_acc"] = {(f"{n}@{e:g}" if n else f"{e:g}"): v
                                     for (n, e), v in cfg.gates.min_robust_acc.items()}
+    d["gates"]["min_robust_auc"] = {f"{e:g}": v for e, v in cfg.gates.min_robust_auc.items()}
 
     def conv(v: Any) -> Any:
         if isinstance(v, (list, tuple)):

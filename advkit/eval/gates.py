@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from advkit.eval.config import CHECKS, GatesConfig
+from advkit.eval.config import CHECKS, LAUNDERING_NAMES, GatesConfig
 
 
 def _gate(name: str, kind: str, model: str, threshold: float | None, value: float | None, passed: bool,
@@ -46,6 +46,13 @@ def evaluate_gates(report: dict, gates: GatesConfig, baseline: dict | None = Non
                                  f"model {name!r} is not in the baseline report"))
                 continue
             pairs = [("clean", b["clean_acc"], m["clean_acc"])]
+            det, bdet = m.get("detection"), b.get("detection")
+            if det and bdet:  # detectors: AUCs, clean and under attack, may not drop either
+                pairs.append(("auc", bdet["clean"]["auc"], det["clean"]["auc"]))
+                for r in det["robust"]:
+                    br = next((x for x in bdet["robust"] if _close(x["eps"], r["eps"])), None)
+                    if br is not None:
+                        pairs.append((f"robust_auc@{r.get('label', r['eps'])}", br["auc"], r["auc"]))
             for tm in m["threat_models"]:
                 btm = next((x for x in b["threat_models"] if x["norm"] == tm["norm"]), None)
                 for w in tm["worst_case"]:
@@ -57,6 +64,7 @@ def evaluate_gates(report: dict, gates: GatesConfig, baseline: dict | None = Non
                 ok = drop <= max_drop + 1e-12
                 out.append(_gate(f"max_drop[{name},{what}]", "max_drop", name, max_drop, drop, ok,
                                  f"{what}: {old:.1%} -> {new:.1%} (drop {drop:+.1%}, allowed {max_drop:.1%})"))
+        out += _detection_gates(m, gates)
         wanted = CHECKS if "all" in gates.checks else gates.checks
         by_name = {c["name"]: c for c in m.get("checks", [])}
         for c in wanted:
@@ -68,4 +76,41 @@ def evaluate_gates(report: dict, gates: GatesConfig, baseline: dict | None = Non
             ok = got["status"] != "fail"
             out.append(_gate(f"check[{name},{c}]", "check", name, None, None, ok,
                              f"{c}: {got['status']}: {got['message']}"))
+    return out
+
+
+def _detection_gates(m: dict, gates: GatesConfig) -> list[dict]:
+    """``min_auc``, ``min_robust_auc`` and ``min_laundered_auc`` on a model's ``detection`` results; each
+    fails with a message when the model has none (it is not a detector, or the laundering grid was off)."""
+    name, det, out = m["name"], m.get("detection"), []
+    wanted = gates.min_auc is not None or gates.min_robust_auc or gates.min_laundered_auc
+    if wanted and det is None:
+        return [_gate(f"detection[{name}]", "min_auc", name, None, None, False,
+                      f"detector gates are set but {name!r} has no detection results (not a detector evaluation)")]
+    if gates.min_auc is not None:
+        v, t = det["clean"]["auc"], gates.min_auc
+        out.append(_gate(f"min_auc[{name}]", "min_auc", name, t, v, v >= t,
+                         f"clean AUC {v:.4f} {'>=' if v >= t else '<'} {t:.4f}"))
+    for eps, t in gates.min_robust_auc.items():
+        row = next((r for r in det["robust"] if _close(r["eps"], eps)), None)
+        label = next((r.get("label") for r in det["robust"] if _close(r["eps"], eps)), None) or f"{eps:.4g}"
+        if row is None:
+            out.append(_gate(f"min_robust_auc[{name},{label}]", "min_robust_auc", name, t, None, False,
+                             f"the evaluation has no evasion attack at eps {eps:.4g} (evaluation.eps)"))
+            continue
+        v = row["auc"]
+        out.append(_gate(f"min_robust_auc[{name},{label}]", "min_robust_auc", name, t, v, v >= t,
+                         f"AUC with fakes attacked (targeted PGD towards real) at eps {label}: {v:.4f} "
+                         f"{'>=' if v >= t else '<'} {t:.4f}"))
+    for key, t in gates.min_laundered_auc.items():
+        names = LAUNDERING_NAMES if key == "all" else (key,)
+        for tr in names:
+            got = det["laundering"].get(tr)
+            if got is None:
+                out.append(_gate(f"min_laundered_auc[{name},{tr}]", "min_laundered_auc", name, t, None, False,
+                                 f"no laundering result {tr} (evaluation.laundering off?)"))
+                continue
+            v = got["auc"]
+            out.append(_gate(f"min_laundered_auc[{name},{tr}]", "min_laundered_auc", name, t, v, v >= t,
+                             f"AUC after {tr}: {v:.4f} {'>=' if v >= t else '<'} {t:.4f}"))
     return out

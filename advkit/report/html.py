@@ -133,6 +133,99 @@ def _plot(tm: dict[str, Any], clean_acc: Any) -> str:
     return "".join(parts)
 
 
+def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
+    """ROC curves (false-positive rate against true-positive rate, both 0..1) as an inline SVG with the
+    chance diagonal; ``curves``: (name, {"fpr": [...], "tpr": [...]}, auc) in legend order."""
+    width = _ML + _PW + _MR + _LEGEND_W
+    height = max(_MT + _PH + _MB, _MT + _LEGEND_ROW * (len(curves) + 1))
+
+    def px(x: float) -> float:
+        return _ML + x * _PW
+
+    def py(y: float) -> float:
+        return _MT + (1 - y) * _PH
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="{_e(title)}">']
+    for i in range(6):
+        v = i / 5
+        parts.append(f'<line x1="{_ML}" y1="{py(v):.1f}" x2="{_ML + _PW}" y2="{py(v):.1f}" stroke="#e5e5e5"/>'
+                     f'<text x="{_ML - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:g}</text>'
+                     f'<line x1="{px(v):.1f}" y1="{_MT}" x2="{px(v):.1f}" y2="{_MT + _PH}" stroke="#f0f0f0"/>'
+                     f'<text x="{px(v):.1f}" y="{_MT + _PH + 18}" text-anchor="middle">{v:g}</text>')
+    parts.append(f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#999" stroke-dasharray="4 4"/>'
+                 f'<rect x="{_ML}" y="{_MT}" width="{_PW}" height="{_PH}" fill="none" stroke="#333"/>'
+                 f'<text x="{_ML + _PW / 2}" y="{_MT + _PH + 36}" text-anchor="middle">false-positive rate '
+                 f'(reals called fake)</text><text transform="translate(14 {_MT + _PH / 2}) rotate(-90)" '
+                 f'text-anchor="middle">true-positive rate</text>')
+    lx = _ML + _PW + _MR + 10
+    for i, (name, roc, auc) in enumerate(curves):
+        colour = "#000" if i == 0 else _PALETTE[(i - 1) % len(_PALETTE)]
+        stroke = 3 if i == 0 else 1.6
+        pts = [(finite(x), finite(y)) for x, y in zip(roc.get("fpr") or [], roc.get("tpr") or [])]
+        coords = " ".join(f"{px(min(max(x, 0), 1)):.1f},{py(min(max(y, 0), 1)):.1f}" for x, y in pts
+                          if x is not None and y is not None)
+        label = f"{name} (AUC {_num(auc, '.3f')})"
+        parts.append(f'<g><title>{_e(label)}</title><polyline points="{coords}" fill="none" stroke="{colour}" '
+                     f'stroke-width="{stroke}" stroke-linejoin="round"/></g>')
+        y = _MT + _LEGEND_ROW * (i + 0.5)
+        short = label if len(label) <= 30 else label[:29] + "…"
+        parts.append(f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + 22}" y2="{y:.1f}" stroke="{colour}" '
+                     f'stroke-width="{stroke}"/><text x="{lx + 28}" y="{y + 4:.1f}"><title>{_e(label)}</title>'
+                     f'{_e(short)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _detection(det: dict[str, Any]) -> str:
+    """A detector's results: clean, laundered and adversarial side by side, per generator, ROC curves."""
+    c, sub = det["clean"], det.get("subset") or {}
+    cal = finite(det.get("calibrated_threshold"))
+    head = ("<tr><th class='text'>condition</th><th>images</th><th>AUC</th><th>AP</th>"
+            f"<th>acc @ {_num(det.get('threshold'))}</th><th>acc @ val-calibrated"
+            f"{'' if cal is None else f' ({cal:.3g})'}</th><th>fakes called real</th>"
+            "<th>AUC, reals attacked</th></tr>")
+
+    def row(name: str, r: dict[str, Any], n: Any, cls: str = "") -> str:
+        return (f'<tr{cls}><td class="text">{_e(name)}</td><td>{_num(n)}</td><td>{_num(r.get("auc"), ".4f")}</td>'
+                f'<td>{_num(r.get("ap"), ".4f")}</td><td>{pct(r.get("acc"))}</td>'
+                f'<td>{pct(r.get("acc_calibrated"))}</td><td>{pct(r.get("fakes_called_real"))}</td>'
+                f'<td>{_num(r.get("auc_reals_attacked"), ".4f")}</td></tr>')
+
+    rows = [row("clean (whole test split)", c, det.get("n_test"), ' class="worst"')]
+    if sub:
+        rows.append(row("clean (attacked subset)", sub, sub.get("n")))
+    rows += [row(f"laundered: {k}", v, sub.get("n")) for k, v in det["laundering"].items()]
+    steps = det.get("pgd_steps", "?")
+    rows += [row(f"evasion: PGD-{steps} at {r.get('label', eps_label(r['eps']))}", r, sub.get("n"))
+             for r in det["robust"]]
+    parts = ["<h3>Detection: clean, laundered and adversarial</h3>",
+             f'<p class="muted">Scores are P(fake). Laundering transforms both classes; the evasion attack is '
+             f"targeted L-inf PGD pushing fakes towards “real” (reals clean; the last column pushes reals "
+             f"towards “fake” instead), each fake keeping its lowest score over radii up to this one. "
+             f"EER {pct(c.get('eer'))}.</p>",
+             f"<table>{head}{''.join(rows)}</table>"]
+    per_gen = det.get("per_generator") or {}
+    if per_gen:
+        gen_rows = "".join(f'<tr><td class="text">{_e(g)}</td><td>{_num(r.get("n_fake"))}</td>'
+                           f'<td>{_num(r.get("auc"), ".4f")}</td><td>{_num(r.get("ap"), ".4f")}</td></tr>'
+                           for g, r in per_gen.items())
+        parts += ["<h3>Per generator</h3>", '<p class="muted">Each source\'s fakes against all real test images.</p>',
+                  "<table><tr><th class='text'>fake source</th><th>fakes</th><th>AUC</th><th>AP</th></tr>"
+                  f"{gen_rows}</table>"]
+    roc = det.get("roc") or {}
+    robust_auc = {f"pgd@{r.get('label', eps_label(r['eps']))}": r.get("auc") for r in det["robust"]}
+    adv = [("clean", roc["clean"], c.get("auc"))] if "clean" in roc else []
+    adv += [(k, v, robust_auc.get(k)) for k, v in roc.items() if k.startswith("pgd@")]
+    laundered = [("clean", roc["clean"], c.get("auc"))] if "clean" in roc else []
+    laundered += [(k, roc[k], v.get("auc")) for k, v in det["laundering"].items() if k in roc]
+    if len(adv) > 1 or (adv and len(laundered) <= 1):
+        parts += ["<h3>ROC: clean and under the evasion attack</h3>", _roc_plot(adv, "ROC under attack")]
+    if len(laundered) > 1:
+        parts += ["<h3>ROC: laundered</h3>", _roc_plot(laundered, "ROC after laundering")]
+    return "".join(parts)
+
+
 def _results_table(tm: dict[str, Any], clean_acc: Any) -> str:
     cumulative = tm.get("mode") == "cascade"
     head = "".join(f"<th>{_e(a['label'])}{' (cumulative)' if cumulative else ''}</th>" for a in tm["attacks"])
@@ -197,8 +290,8 @@ def _gates_table(gates: list[dict[str, Any]]) -> str:
     for g in gates:
         ok = g.get("passed") is True
         rows.append(f'<tr class="{"ok" if ok else "bad"}"><td class="text">{_e(g["name"])}</td>'
-                    f'<td class="text">{_e(g["kind"])}</td><td>{_e(gate_value(g.get("value")))}</td>'
-                    f'<td>{_e(gate_value(g.get("threshold")))}</td>'
+                    f'<td class="text">{_e(g["kind"])}</td><td>{_e(gate_value(g.get("value"), g["kind"]))}</td>'
+                    f'<td>{_e(gate_value(g.get("threshold"), g["kind"]))}</td>'
                     f'<td class="result{" ok" if ok else ""}">{"pass" if ok else "FAIL"}</td>'
                     f'<td class="text">{_e(g.get("message", ""))}</td></tr>')
     return ('<table><tr><th class="text">gate</th><th class="text">kind</th><th>value</th><th>threshold</th>'
@@ -209,6 +302,8 @@ def _model(m: dict[str, Any]) -> str:
     parts = [f"<section><h2>Model {_e(m['name'])}</h2>",
              f'<p>Source <code>{_e(source_label(m["source"]))}</code>; clean accuracy <b>{pct(m["clean_acc"])}</b> on '
              f"{_num(m['n'])} samples.</p>"]
+    if m.get("detection"):
+        parts.append(_detection(m["detection"]))
     for tm in m["threat_models"]:
         mode = tm.get("mode")
         note = ("cascade: each attack runs only on the samples earlier attacks did not fool, so attack columns "

@@ -36,7 +36,7 @@ def to_junit(report: dict[str, Any]) -> str:
             message = g.get("message") or f"gate {g['name']} failed"
             failure = ET.SubElement(case, "failure", {"message": _text(message), "type": _text(g["kind"])})
             failure.text = _text(f"{message}\nkind: {g['kind']}\nmodel: {g.get('model', '—')}\n"
-                                 f"value: {gate_value(g.get('value'))}\n"
-                                 f"threshold: {gate_value(g.get('threshold'))}")
+                                 f"value: {gate_value(g.get('value'), g['kind'])}\n"
+                                 f"threshold: {gate_value(g.get('threshold'), g['kind'])}")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

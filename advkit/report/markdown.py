@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from advkit.report.schema import (at_eps, eps_label, failing_gates, gate_value, headline, pct, seconds,
+from advkit.report.schema import (at_eps, eps_label, failing_gates, finite, gate_value, headline, pct, seconds,
                                   source_label)
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️"}
@@ -34,6 +34,34 @@ def _threat_model_table(tm: dict[str, Any], clean_acc: Any) -> list[str]:
     return _table(header, rows, ["---:"] * len(header))
 
 
+def _num(x: Any, fmt: str = ".4f") -> str:
+    v = finite(x)
+    return "—" if v is None else format(v, fmt)
+
+
+def _detection(det: dict[str, Any]) -> list[str]:
+    """Clean, laundered and adversarial AUC side by side, then per-generator AP."""
+    sub = det.get("subset") or {}
+    rows = [["**clean**", str(det.get("n_test")), f"**{_num(det['clean'].get('auc'))}**",
+             _num(det["clean"].get("ap")), pct(det["clean"].get("acc")), "—"]]
+    rows += [[f"laundered: {_md(k)}", str(sub.get("n", "—")), _num(v.get("auc")), _num(v.get("ap")),
+              pct(v.get("acc")), "—"] for k, v in det["laundering"].items()]
+    rows += [[f"evasion: PGD-{det.get('pgd_steps', '?')} at {_md(r.get('label', eps_label(r['eps'])))}",
+              str(sub.get("n", "—")), _num(r.get("auc")), _num(r.get("ap")), pct(r.get("acc")),
+              pct(r.get("fakes_called_real"))] for r in det["robust"]]
+    out = ["", "Detection (scores P(fake); laundering on both classes; evasion: targeted PGD pushing fakes to "
+               "real):", ""]
+    out += _table(["condition", "images", "AUC", "AP", "acc", "fakes called real"], rows,
+                  ["---", "---:", "---:", "---:", "---:", "---:"])
+    per_gen = det.get("per_generator") or {}
+    if per_gen:
+        out += ["", "Per fake source (its fakes against all real test images):", ""]
+        out += _table(["fake source", "fakes", "AUC", "AP"],
+                      [[f"`{_md(g)}`", str(r.get("n_fake")), _num(r.get("auc")), _num(r.get("ap"))]
+                       for g, r in per_gen.items()], ["---", "---:", "---:", "---:"])
+    return out
+
+
 def _checks(checks: list[dict[str, Any]]) -> list[str]:
     if not checks:
         return ["Checks: none ran."]
@@ -48,7 +76,8 @@ def _gates(gates: list[dict[str, Any]]) -> list[str]:
     for g in gates:
         ok = g.get("passed") is True
         name = _md(g["name"])
-        rows.append([name if ok else f"**{name}**", gate_value(g.get("value")), gate_value(g.get("threshold")),
+        kind = g.get("kind")
+        rows.append([name if ok else f"**{name}**", gate_value(g.get("value"), kind), gate_value(g.get("threshold"), kind),
                      "✅ pass" if ok else "❌ **fail**"])
     return _table(["gate", "value", "threshold", "result"], rows, ["---", "---:", "---:", "---"])
 
@@ -66,6 +95,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += ["", f"### Model `{_md(m['name'])}`", "",
                   f"Source: `{_md(source_label(m['source']))}` · clean accuracy **{pct(m['clean_acc'])}** on "
                   f"{m['n']} samples"]
+        if m.get("detection"):
+            lines += _detection(m["detection"])
         for tm in m["threat_models"]:
             mode = ("cascade: each attack only on what earlier ones left, so attack columns are cumulative"
                     if tm.get("mode") == "cascade" else "full: each attack on its own")

@@ -40,9 +40,19 @@ Threat model (``models[i].threat_models[j]``)
     ``worst_case``      one per eps: ``eps``, ``robust_acc`` and ``robust`` (samples no attack fooled),
                         ``time_s``, ``time_saved_s``.
 
+Detector (``models[i].detection``, only for fake-image detectors; ``threat_models`` is then empty)
+    The output of ``advkit.detect.evaluate.evaluate_detector``: ``n_test``, ``threshold``,
+    ``calibrated_threshold``, ``pgd_steps``, ``clean`` (``auc``, ``ap``, ``eer``, ``acc`` at the threshold,
+    ``acc_calibrated``), ``per_generator`` (fake source -> ``n_fake``, ``auc``, ``ap``; when there are
+    several), ``subset`` (the first ``n`` test samples attacked and laundered), ``robust`` (per eps:
+    ``eps``, ``label``, ``auc``, ``ap``, ``acc``, ``fakes_called_real``, ``auc_reals_attacked``),
+    ``laundering`` (transform -> ``auc``, ``ap``, ``acc``), ``roc`` (curve name -> ``fpr``, ``tpr`` lists:
+    ``clean``, ``pgd@<eps>``, one per transform), ``time_s``.
+
 Gate (``gates[k]``)
     ``name`` (e.g. ``min_robust_acc[default,linf@0.1]``), ``kind`` (``min_clean_acc`` | ``min_robust_acc`` |
-    ``max_drop`` (against a baseline report) | ``check`` (a sanity check that must pass)), ``model``,
+    ``max_drop`` (against a baseline report) | ``check`` (a sanity check that must pass) | ``min_auc`` |
+    ``min_robust_auc`` | ``min_laundered_auc`` (detectors)), ``model``,
     ``threshold``, ``value``, ``passed``, ``message``.
 """
 
@@ -69,6 +79,8 @@ _RESULT_KEYS = ("eps", "robust_acc")
 _CHECK_KEYS = ("name", "status", "message")
 _EXAMPLE_KEYS = ("eps", "attack", "png_base64")
 _GATE_KEYS = ("name", "kind", "passed")
+_DETECTION_KEYS = ("n_test", "clean", "robust", "laundering", "roc")
+AUC_GATES = ("min_auc", "min_robust_auc", "min_laundered_auc")
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
 
 
@@ -133,6 +145,15 @@ def validate(report: Any) -> None:
                                   f"{', '.join(CHECK_STATUSES)}")
         for j, ex in enumerate(_list(m["examples"], f"{where}.examples")):
             _require(ex, _EXAMPLE_KEYS, f"{where}.examples[{j}]")
+        if "detection" in m:
+            det = _require(m["detection"], _DETECTION_KEYS, f"{where}.detection")
+            _require(det["clean"], ("auc", "ap", "acc"), f"{where}.detection.clean")
+            for r, row in enumerate(_list(det["robust"], f"{where}.detection.robust")):
+                _require(row, ("eps", "auc"), f"{where}.detection.robust[{r}]")
+            for k, v in _require(det["laundering"], (), f"{where}.detection.laundering").items():
+                _require(v, ("auc",), f"{where}.detection.laundering.{k}")
+            for k, v in _require(det["roc"], (), f"{where}.detection.roc").items():
+                _require(v, ("fpr", "tpr"), f"{where}.detection.roc.{k}")
     for i, g in enumerate(_list(report["gates"], "gates")):
         _require(g, _GATE_KEYS, f"gates[{i}]")
 
@@ -224,10 +245,11 @@ def headline(report: dict[str, Any]) -> str:
     return f"{verdict} ({bad} of {n} gate{'s' * (n != 1)} failing)"
 
 
-def gate_value(v: Any) -> str:
-    """A gate's value or threshold: accuracies and drops are fractions, a check gate may hold a word."""
+def gate_value(v: Any, kind: str | None = None) -> str:
+    """A gate's value or threshold: accuracies and drops are fractions (``98.7%``), AUCs plain (``0.9913``),
+    a check gate may hold a word."""
     if v is None:
         return "—"
     if finite(v) is not None:
-        return pct(v)
+        return f"{finite(v):.4f}" if kind in AUC_GATES else pct(v)
     return str(v)

@@ -1,0 +1,106 @@
+"""Fake-image detectors in the harness: ``advkit eval`` with ``detection.data`` set, and the report that
+``advkit train detector`` writes. A detector is a model entry like any other (``clean_acc`` is its accuracy
+at the 0.5 threshold, ``threat_models`` is empty) with a ``detection`` object: the output of
+:func:`advkit.detect.evaluate.evaluate_detector` (clean, per-generator, evasion and laundering results and
+ROC points), so the same writers, gates and JUnit file serve both.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Any, Callable
+
+import torch
+
+from advkit.errors import AdvkitError
+from advkit.eval.config import EvalConfig, GatesConfig, ModelSpec, config_dict
+from advkit.eval.gates import evaluate_gates
+from advkit.train.distributed import Dist
+
+
+def detector_entry(name: str, source: Any, evaluation: dict, checks: list[dict] | None = None) -> dict:
+    """A report model entry for a detector evaluated by :func:`evaluate_detector`."""
+    return {"name": name, "source": source, "clean_acc": evaluation["clean"]["acc"], "n": evaluation["n_test"],
+            "threat_models": [], "checks": checks or [], "examples": [], "detection": evaluation}
+
+
+def detection_report(*, config: dict, data: dict, models: list[dict], gates: GatesConfig, device: torch.device,
+                     world: int = 1, baseline: dict | None = None, total_s: float = 0.0) -> dict:
+    """A schema-v1 report around detector entries (see :mod:`advkit.report.schema`), gates evaluated."""
+    from advkit.eval.harness import environment
+
+    report = {"schema": "advkit.report", "schema_version": 1,
+              "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "environment": environment(device, world), "config": config, "data": data, "models": models}
+    report["gates"] = evaluate_gates(report, gates, baseline)
+    report["passed"] = all(g["passed"] for g in report["gates"])
+    attack_s = sum(m["detection"].get("time_s", {}).get("robust", 0.0) for m in models)
+    report["timing"] = {"total_s": round(total_s, 2), "attack_s": round(attack_s, 2), "time_saved_s": 0.0}
+    return report
+
+
+def data_info(name: str, test) -> dict:
+    return {"dataset": name, "split": "test", "n": len(test), "num_classes": 2, "shape": list(test.image_shape)}
+
+
+def run_detection_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Dist(),
+                       baseline: dict | None = None, say: Callable[[str], None] = print) -> dict | None:
+    """Evaluate every model of ``cfg.models`` as a detector on ``cfg.detection.data``'s test split. Runs on
+    rank 0 (the attacks are per-sample; a detector test split is small); other ranks return None."""
+    from advkit.data.realfake import build_realfake
+    from advkit.detect.evaluate import evaluate_detector
+    from advkit.detect.train import data_name
+    from advkit.eval.checks import model_checks
+    from advkit.eval.harness import _check_model_fits, load_model
+
+    if not dist.main:
+        return None
+    t0 = time.perf_counter()
+    spec = cfg.detection
+    sets = build_realfake(spec.data, root=cfg.data.root)
+    test, val = sets["test"], sets["val"]
+    if len(test) == 0 or not 0 < int(test.labels.sum()) < len(test):
+        raise AdvkitError(f"the detection test split holds {len(test)} images of one class or none; check "
+                          f"detection.data (split, test_frac, n_per_class)")
+    entries = []
+    for m in cfg.models:
+        model = load_model(m, test, device, say)
+        _check_model_fits(model, test, m.label, device)
+        checks = []
+        if cfg.checks.enabled:
+            x, y = test.subset(cfg.checks.n).tensors()
+            checks = model_checks(model, x.to(device), y.to(device), cfg.checks, cfg.batch_size)
+        ev = evaluate_detector(model, test, val, spec.evaluation, device, seed=cfg.seed, batch_size=cfg.batch_size)
+        entries.append(detector_entry(m.label, _source(m), ev, checks))
+        del model
+    return detection_report(config=config_dict(cfg), data=data_info(data_name(spec.data), test), models=entries,
+                            gates=cfg.gates, device=device, world=dist.world, baseline=baseline,
+                            total_s=time.perf_counter() - t0)
+
+
+def summary_text(ev: dict) -> str:
+    """The evaluation as a few aligned lines for people (the JSON report has everything)."""
+    c = ev["clean"]
+    cal = "" if c.get("acc_calibrated") is None else \
+        f"  acc@{ev['calibrated_threshold']:.3g} (val-calibrated) {c['acc_calibrated']:.2%}"
+    lines = [f"clean (test, n={ev['n_test']}): AUC {c['auc']:.4f}  AP {c['ap']:.4f}  EER {c['eer']:.2%}  "
+             f"acc@{ev['threshold']:g} {c['acc']:.2%}{cal}"]
+    for g, r in ev.get("per_generator", {}).items():
+        lines.append(f"  {g}: AUC {r['auc']:.4f}  AP {r['ap']:.4f}" if r["auc"] is not None else f"  {g}: no fakes")
+    sub = ev["subset"]
+    if ev["robust"]:
+        lines.append(f"evasion: targeted PGD-{ev.get('pgd_steps', '?')} pushes fakes to 'real' (n={sub['n']}, clean AUC {sub['auc']:.4f})")
+        lines.append(f"  {'eps':>8}  {'AUC':>6}  {'AP':>6}  {'fakes called real':>17}  {'AUC, reals attacked':>19}")
+        for r in ev["robust"]:
+            rev = f"{r['auc_reals_attacked']:.4f}" if "auc_reals_attacked" in r else "-"
+            lines.append(f"  {r['label']:>8}  {r['auc']:.4f}  {r['ap']:.4f}  {r['fakes_called_real']:>17.2%}  "
+                         f"{rev:>19}")
+    if ev["laundering"]:
+        lines.append(f"laundering (both classes, n={sub['n']}): " + "  ".join(
+            f"{k} {v['auc']:.3f}" for k, v in ev["laundering"].items()))
+    return "\n".join(lines)
+
+
+def _source(m: ModelSpec) -> Any:
+    return m.model or list(m.ensemble)
