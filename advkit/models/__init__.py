@@ -9,5 +9,6 @@ from advkit.models.factory import create_model, list_models, register_model
 from advkit.models.checkpoint import load, read_metadata, save
 from advkit.models.wrappers import Normalized
 from advkit.detect import spectral as _spectral  # noqa: E402,F401  registers the "spectral" detector
+from advkit.detect import discriminator as _discriminator  # noqa: E402,F401  registers "gan_discriminator"
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "Normalized"]

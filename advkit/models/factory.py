@@ -117,6 +117,9 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, input_s
         except TypeError as e:
             raise AdvkitError(f"model {name!r}: {e}") from None
     kwargs.pop("pretrained_file", None)  # the weights travel in checkpoints, not the path
+    rebuild = getattr(net, "spec_kwargs", None)
+    if rebuild is not None:  # a net built from a file says how to rebuild it without that file
+        kwargs = dict(rebuild)
     spec = {"arch": name, "num_classes": num_classes, "in_chans": in_chans, "input_size": input_size,
             "kwargs": kwargs}
     return Normalized(net, mean, std, spec)

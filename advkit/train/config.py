@@ -118,6 +118,9 @@ class TrainConfig:
     compile: bool = False           # torch.compile the training forward
     deterministic: bool = False     # torch.use_deterministic_algorithms
     tensorboard: bool = True        # when the tensorboard package is installed
+    init: str | None = None         # start from this classifier checkpoint's weights (a .safetensors, or a run
+                                    # folder with model.safetensors), e.g. to harden a clean detector; the
+                                    # names and shapes must fit model; a fresh run only (resume wins)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -128,3 +131,5 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema must be in (0, 1), got {self.ema}")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ValueError(f"init must be a checkpoint path, got {self.init!r}")

@@ -90,8 +90,47 @@ def build_model(cfg: TrainConfig, data: ArrayDataset) -> Normalized:
     if h != w:
         raise AdvkitError(f"{data.name}: square images expected, got {h}x{w}")
     norm = cfg.model.normalize and data.mean is not None
-    return create_model(cfg.model.name, num_classes=data.num_classes, in_chans=c, input_size=h,
-                        mean=data.mean if norm else None, std=data.std if norm else None, **cfg.model.kwargs)
+    model = create_model(cfg.model.name, num_classes=data.num_classes, in_chans=c, input_size=h,
+                         mean=data.mean if norm else None, std=data.std if norm else None, **cfg.model.kwargs)
+    if norm and getattr(model.net, "raw_pixels", False):
+        raise AdvkitError(f"model {cfg.model.name!r} scales its [0,1] input itself; set normalize: false under "
+                          f"model (train.model in a detector config)")
+    return model
+
+
+def load_init(model: Normalized, path: str | Path) -> None:
+    """Copy the weights of the classifier checkpoint at ``path`` (a ``.safetensors``, or a run folder holding
+    ``model.safetensors``) into ``model``: every tensor name and shape must match (one error names the first
+    that does not). A normalization that differs from the checkpoint's only warns (the data may differ)."""
+    from safetensors.torch import load_file
+
+    from advkit.models import read_metadata
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "model.safetensors").is_file():
+            raise AdvkitError(f"train.init: no model.safetensors in {p}")
+        p = p / "model.safetensors"
+    elif not p.is_file():
+        raise AdvkitError(f"train.init: checkpoint not found: {p}")
+    meta = read_metadata(p)  # refuses GAN checkpoints and foreign files
+    state, own = load_file(str(p)), model.state_dict()
+    arch = meta["model"]["arch"]
+    for name in own:
+        if name not in state:
+            raise AdvkitError(f"train.init {p} (a {arch!r}) does not fit model {model.spec['arch']!r}: it has no "
+                              f"{name}")
+        if state[name].shape != own[name].shape:
+            raise AdvkitError(f"train.init {p} (a {arch!r}) does not fit model {model.spec['arch']!r}: {name} is "
+                              f"{list(state[name].shape)} there, {list(own[name].shape)} here")
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise AdvkitError(f"train.init {p} (a {arch!r}) does not fit model {model.spec['arch']!r}: it has "
+                          f"{extra[0]}, which the model lacks")
+    if (meta.get("normalization") or None) != model.normalization:
+        log.warning("train.init %s was trained with normalization %s, this model has %s", p,
+                    meta.get("normalization"), model.normalization)
+    model.load_state_dict(state)
 
 
 def _flat_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -174,7 +213,13 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, data
                              steps=o.steps, norm=o.norm, mix=o.mix, beta=o.beta, loss_fn=loss_fn)
 
     objective = objective_at(cfg.epochs)  # validates the config before any work
-    raw = build_model(cfg, train_all).to(device)
+    out = Path(out_dir) if out_dir is not None else None
+    resuming = out is not None and resume and (out / CKPT).is_file()
+    raw = build_model(cfg, train_all)
+    if cfg.init is not None and not resuming:  # a resumed run takes its weights from last.ckpt
+        load_init(raw, cfg.init)
+        log.info("initialised from %s", cfg.init)
+    raw = raw.to(device)
     if cfg.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(raw).eval() if cfg.ema else None
@@ -196,10 +241,9 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, data
     attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     transform_gen = torch.Generator().manual_seed(cfg.seed + 4 + d.rank)  # ranks see different batches
 
-    out = Path(out_dir) if out_dir is not None else None
     cfg_dict = to_dict(cfg)
     start_epoch, best_metric, best_epoch, best_state, lines = 1, -1.0, 0, None, []
-    if out is not None and resume and (out / CKPT).is_file():
+    if resuming:
         st = _load_checkpoint(out / CKPT)
         diff = _flat_diff(st["config"], cfg_dict)
         if diff:
