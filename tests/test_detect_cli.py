@@ -335,3 +335,57 @@ def test_workers_do_not_change_results(det, video, tmp_path):
     torch.testing.assert_close(scores(one.rows), scores(two.rows), rtol=0, atol=1e-6, equal_nan=True)
     assert two.summary["workers"] == 2 and one.summary["scored"] == two.summary["scored"] == 2 + 6
     assert [v["frames_scored"] for v in one.videos] == [v["frames_scored"] for v in two.videos] == [6]
+
+
+def test_faces_in_a_real_video(capsys, tmp_path):
+    """A short video made here from two of the shared faces (a real FFHQ face, then a StyleGAN2 one, at two
+    places on a gray canvas, a faceless stretch between): OpenCV's cascade finds each face where it was put,
+    the scores are the detector's own on the 1.3x crops, and the faceless frames are rows saying so."""
+    faces = np.load(Path(__file__).resolve().parents[2] / "shared/datasets/faces_real_vs_gan/faces_test.npz")
+    real, fake = faces["x"][faces["y"] == 0][0], faces["x"][faces["y"] == 1][0]
+    canvas = np.full((240, 320, 3), 128, np.uint8)
+    spots = {"real": (20, 40), "fake": (150, 40)}  # (x, y) of the 160x160 face image
+
+    def frame(face, spot):
+        f = canvas.copy()
+        if face is not None:
+            f[spot[1]:spot[1] + 160, spot[0]:spot[0] + 160] = cv2.resize(face, (160, 160),
+                                                                         interpolation=cv2.INTER_CUBIC)
+        return f
+
+    path = tmp_path / "faces.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), VIDEO_FPS, (320, 240))
+    for i in range(N_FRAMES):
+        face, spot = (real, spots["real"]) if i < 10 else (None, None) if i < 20 else (fake, spots["fake"])
+        writer.write(np.ascontiguousarray(frame(face, spot)[:, :, ::-1]))
+    writer.release()
+    det = _detector(tmp_path / "det.safetensors", size=128)
+    out = tmp_path / "r.json"
+    code, stdout, err = run_cli(capsys, "detect", "--ckpt", str(det), str(path), "--faces", "--every", "5",
+                                "--workers", "0", "--out", str(out))
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    rows = {r["frame"]: r for r in data["rows"]}
+    assert sorted(rows) == [0, 5, 10, 15, 20, 25]
+    assert [rows[f]["error"] for f in (10, 15)] == ["no face", "no face"]
+    model, decoded = load_detector(det), _video_frames(path)
+    for f, who in ((0, "real"), (5, "real"), (20, "fake"), (25, "fake")):
+        r = rows[f]
+        assert r["error"] in (None, "") and r["face_box"], r
+        x0, y0, x1, y1 = map(int, r["face_box"].split(","))
+        sx, sy = spots[who]
+        assert sx <= (x0 + x1) / 2 <= sx + 160 and sy <= (y0 + y1) / 2 <= sy + 160, (f, r["face_box"])
+        assert 60 <= x1 - x0 <= 320 and r["resized_from"] == f"{x1 - x0}x{y1 - y0}"
+        crop = decoded[f][y0:y1, x0:x1]
+        interp = cv2.INTER_AREA if min(crop.shape[:2]) >= 128 else cv2.INTER_LINEAR
+        expected = _expected_score(model, cv2.resize(np.ascontiguousarray(crop), (128, 128), interpolation=interp))
+        assert r["score_fake"] == pytest.approx(expected, abs=1e-5)
+    (v,) = data["videos"]
+    assert v["frames_scored"] == 4 and v["frames_no_face"] == 2
+    assert data["summary"]["no_face"] == 2 and data["summary"]["scored"] == 4
+    # without --faces every sampled frame is scored whole (resized from 320x240)
+    code, _, err = run_cli(capsys, "detect", "--ckpt", str(det), str(path), "--every", "5", "--workers", "0",
+                           "--out", str(out))
+    assert code == 0, err
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 6 and all(r["score_fake"] is not None and r["resized_from"] == "320x240" for r in rows)

@@ -354,7 +354,7 @@ def test_eval_cli_evaluates_detectors_and_gates_them(trained, gens, tmp_path, ca
     from advkit.report import load_report
 
     cfg, _, report, out = trained
-    data = [f"--set=detection.data.real=mnist", f"--set=detection.data.fakes=[{','.join(gens)}]",
+    data = ["--set=detection.data.real=mnist", f"--set=detection.data.fakes=[{','.join(gens)}]",
             "--set=detection.data.n_per_class=300", "--set=detection.evaluation.pgd_steps=5",
             "--set=detection.evaluation.eps=[128/255]", f"--set=models=[{{model: {out / 'model.safetensors'}}}]",
             "--set=device=cpu"]
