@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--train", required=True, help="NAME=PATH: the generator whose fakes the detectors train on")
     ap.add_argument("--test", action="append", default=[], help="NAME=PATH: another generator (repeatable)")
     ap.add_argument("--configs", default="mnist_dcgan,mnist_dcgan_hardened", help="detector configs to train")
+    ap.add_argument("--detector", action="append", default=[],
+                    help="NAME=PATH: a detector already trained on --train's fakes (repeatable); skips training")
     ap.add_argument("--quick", action="store_true", help="smoke run: 300 images per class, one epoch")
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/detect_cross_generator.json)")
     ap.add_argument("--run-dir", default=None)
@@ -67,13 +69,17 @@ def main() -> None:
         eval_sets += ["detection.data.n_per_class=300", "detection.evaluation.n=100",
                       "detection.evaluation.pgd_steps=5", "checks.n=50"]
     rows = []
-    for name in args.configs.split(","):
-        cfg = load_config(DetectorConfig, REPO / "configs" / "detect" / f"{name}.yaml", sets + quick)
-        t0 = time.perf_counter()
-        train_detector(cfg, root / name)
-        train_s = time.perf_counter() - t0
+    trained = named(args.detector, "--detector")
+    for name in trained or args.configs.split(","):
+        train_s = 0.0
+        if name not in trained:
+            cfg = load_config(DetectorConfig, REPO / "configs" / "detect" / f"{name}.yaml", sets + quick)
+            t0 = time.perf_counter()
+            train_detector(cfg, root / name)
+            train_s = time.perf_counter() - t0
+        model = trained.get(name) or root / name / "model.safetensors"
         ecfg = load_config(EvalConfig, REPO / "configs" / "eval" / "detect_cross_generator.yaml",
-                           [*eval_sets, f"models=[{{name: {name}, model: {root / name / 'model.safetensors'}}}]"])
+                           [*eval_sets, f"models=[{{name: {name}, model: {model}}}]"])
         t0 = time.perf_counter()
         report = run_eval(ecfg, device=torch.device("cpu"))
         eval_s = time.perf_counter() - t0

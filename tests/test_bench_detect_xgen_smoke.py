@@ -35,3 +35,11 @@ def test_cross_generator_quick(tmp_path):
     assert row["per_generator"]["a"]["auc"] > 0.9  # its own generator, even after one quick epoch
     table = out.with_suffix(".md").read_text()
     assert "a (train) AUC / AP" in table and table.count("\n| mnist_dcgan |") == 1
+    # an already-trained detector is scored as it is (no training): the same numbers
+    cmd2 = [*cmd[:2], "--train", f"a={gens['a']}", "--test", f"b={gens['b']}", "--test", f"wide={gens['wide']}",
+            "--detector", f"mnist_dcgan={tmp_path / 'runs' / 'mnist_dcgan' / 'model.safetensors'}", "--quick",
+            "--out", str(tmp_path / "y.json")]
+    p = subprocess.run(cmd2, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (again,) = json.loads((tmp_path / "y.json").read_text())["rows"]
+    assert again["train_s"] == 0 and again["per_generator"] == row["per_generator"]
