@@ -373,3 +373,22 @@ def test_eval_cli_evaluates_detectors_and_gates_them(trained, gens, tmp_path, ca
     assert (tmp_path / "ev2" / "report.html").is_file()  # a failing gate still leaves the reports
     code, _, err = _run(capsys, "eval", *data, "--out", tmp_path / "ev3", "--set=gates.min_auc=1.5")
     assert code == 2 and "gates.min_auc must be in [0,1]" in err and "Traceback" not in err
+
+
+def test_report_diff_compares_detection_aucs(trained):
+    import copy
+
+    from advkit.report import diff_reports
+
+    old = json.loads(json.dumps(trained[2]["report"]))
+    new = copy.deepcopy(old)
+    det = new["models"][0]["detection"]
+    det["robust"][-1]["auc"] -= 0.05
+    det["laundering"]["jpeg_q30"]["auc"] = min(det["laundering"]["jpeg_q30"]["auc"] + 0.03, 1.0) \
+        if det["laundering"]["jpeg_q30"]["auc"] <= 0.97 else det["laundering"]["jpeg_q30"]["auc"] - 0.03
+    del det["laundering"]["blur_s2"]
+    changes = {(c["what"], c["kind"]) for c in diff_reports(old, new).changes}
+    lab = det["robust"][-1]["label"]
+    assert (f"AUC evasion@{lab}", "regression") in changes and ("AUC blur_s2", "removed") in changes
+    assert any(w == "AUC jpeg_q30" for w, _ in changes)
+    assert not diff_reports(old, old).changes and diff_reports(old, new).regressed

@@ -2,7 +2,8 @@
 
 Models match by name, threat models by norm, eps by value (up to float noise), attacks by label. A drop of
 more than ``tol`` in clean or worst-case accuracy, or in one attack's robust accuracy, is a regression; a rise
-of more than ``tol`` an improvement. A model, threat model, eps or attack that only the old report has is
+of more than ``tol`` an improvement; for detectors the same holds for AUC (clean, under the evasion attack
+per eps, after each laundering transform). A model, threat model, eps or attack that only the old report has is
 "removed" and counts as a regression (coverage lost: the new report can look better by measuring less);
 only the new one: "added". A gate that passed before and fails now is a regression, the reverse an
 improvement. Per-attack numbers are compared only when both threat models ran in the same mode (cascade
@@ -89,6 +90,28 @@ def _threat_model(c: _Collector, model: Any, old: dict[str, Any], new: dict[str,
                               _robust(new_attacks[label]["results"], eps))
 
 
+def _detection(c: _Collector, model: Any, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    """Detectors: clean AUC, AUC under the evasion attack per eps and after each laundering transform."""
+    if old is None or new is None:
+        if old is not None or new is not None:
+            c.add(model, "detection results", None, None, "removed" if new is None else "added")
+        return
+    c.compare(model, "AUC clean", old["clean"].get("auc"), new["clean"].get("auc"))
+    for r in old["robust"]:
+        label = r.get("label") or eps_label(r["eps"])
+        nr = at_eps(new["robust"], r["eps"])
+        if nr is None:
+            c.add(model, f"AUC evasion@{label}", r.get("auc"), None, "removed")
+        else:
+            c.compare(model, f"AUC evasion@{label}", r.get("auc"), nr.get("auc"))
+    for k, v in old["laundering"].items():
+        nv = new["laundering"].get(k)
+        if nv is None:
+            c.add(model, f"AUC {k}", v.get("auc"), None, "removed")
+        else:
+            c.compare(model, f"AUC {k}", v.get("auc"), nv.get("auc"))
+
+
 def diff_reports(old: dict[str, Any], new: dict[str, Any], tol: float = 0.01) -> DiffResult:
     """What changed from ``old`` to ``new`` by more than ``tol`` (a fraction: 0.01 is one point of accuracy)."""
     versions = [r.get("schema_version") if isinstance(r, dict) else None for r in (old, new)]
@@ -114,6 +137,7 @@ def diff_reports(old: dict[str, Any], new: dict[str, Any], tol: float = 0.01) ->
                 c.add(name, f"threat model {norm}", None, None, "removed")
         for norm in (k for k in new_tms if k not in old_tms):
             c.add(name, f"threat model {norm}", None, None, "added")
+        _detection(c, name, m.get("detection"), n.get("detection"))
     for name, m in new_models.items():
         if name not in old_models:
             c.add(name, "model", None, m["clean_acc"], "added")
