@@ -7,6 +7,8 @@ train on real MNIST digits against samples of one DCGAN generator checkpoint (``
 
     python bench/detect_mnist.py --generator runs/gan/generator.safetensors
     python bench/detect_mnist.py --generator G.safetensors --quick --out /tmp/d.json   # smoke run
+    python bench/detect_mnist.py --generator runs/gan/generator.safetensors --discriminator runs/gan \
+        --configs mnist_dcgan_disc --out bench/results/detect_mnist_disc.json     # the GAN's own D
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from advkit.detect.config import DetectorConfig  # noqa: E402
 from advkit.detect.train import train_detector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("mnist_dcgan", "mnist_dcgan_hardened")
+CONFIGS = ("mnist_dcgan", "mnist_dcgan_hardened")  # the default; mnist_dcgan_disc needs --discriminator
 EPS_LABEL = "16/255"
 TARGETS = {"mnist_dcgan": {"clean_auc_min": 0.99, "robust_auc_max": 0.2},
-           "mnist_dcgan_hardened": {"clean_auc_min": 0.98, "robust_auc_min": 0.9}}
+           "mnist_dcgan_hardened": {"clean_auc_min": 0.98, "robust_auc_min": 0.9},
+           # the GAN's own discriminator as an unhardened detector: the issue's "falls below 0.2" expectation
+           "mnist_dcgan_disc": {"clean_auc_min": 0.95, "robust_auc_max": 0.2}}
 
 
 def check(name: str, clean: float, robust: float | None) -> dict:
@@ -43,7 +47,10 @@ def check(name: str, clean: float, robust: float | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", required=True, help="a DCGAN generator checkpoint (the fakes)")
-    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE override applied to both configs")
+    ap.add_argument("--discriminator", default=None,
+                    help="the same GAN's discriminator (file or run folder): for the mnist_dcgan_disc config")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated detector configs")
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE override applied to every config")
     ap.add_argument("--quick", action="store_true", help="smoke run: 300 images per class, one epoch")
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/detect_mnist.json)")
     ap.add_argument("--run-dir", default=None)
@@ -55,8 +62,15 @@ def main() -> None:
     sets += args.set
     run_root = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="advkit-detect-bench-"))
     rows = []
-    for name in CONFIGS:
-        cfg = load_config(DetectorConfig, REPO / "configs" / "detect" / f"{name}.yaml", sets)
+    for name in args.configs.split(","):
+        if name not in TARGETS:
+            sys.exit(f"unknown config {name!r}; valid: {', '.join(TARGETS)}")
+        extra = []
+        if name == "mnist_dcgan_disc":
+            if not args.discriminator:
+                sys.exit("mnist_dcgan_disc needs --discriminator (the GAN's discriminator.safetensors or run folder)")
+            extra = [f"train.model.kwargs.discriminator={args.discriminator}"]
+        cfg = load_config(DetectorConfig, REPO / "configs" / "detect" / f"{name}.yaml", sets + extra)
         t0 = time.perf_counter()
         _, report = train_detector(cfg, run_root / name)
         wall = time.perf_counter() - t0

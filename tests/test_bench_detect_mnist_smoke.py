@@ -28,3 +28,23 @@ def test_detect_mnist_quick(tmp_path):
         assert 0 <= row["clean_auc"] <= 1 and set(row["robust_auc"]) == {"4/255", "8/255", "16/255"}
         assert row["robust_auc"]["16/255"] <= row["robust_auc"]["4/255"] + 1e-9  # worst case grows with eps
     assert r["rows"][1]["train_objective"] == "pgd" and "machine" in r
+
+
+def test_detect_mnist_quick_with_the_gans_discriminator(tmp_path):
+    from advkit.gan import DCGANDiscriminator, DCGANGenerator, save_gan_net
+
+    torch.manual_seed(0)
+    g = save_gan_net(DCGANGenerator(z_dim=8, img_size=28, channels=1, width=4), tmp_path / "g.safetensors",
+                     "generator")
+    d = save_gan_net(DCGANDiscriminator(img_size=28, channels=1, width=4), tmp_path / "d.safetensors",
+                     "discriminator")
+    out = tmp_path / "d.json"
+    base = [sys.executable, "bench/detect_mnist.py", "--generator", str(g), "--quick", "--out", str(out),
+            "--configs", "mnist_dcgan_disc", "--run-dir", str(tmp_path / "runs")]
+    p = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "needs --discriminator" in p.stderr
+    p = subprocess.run([*base, "--discriminator", str(d)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["config"] == "mnist_dcgan_disc" and 0 <= row["clean_auc"] <= 1
+    assert set(row["robust_auc"]) == {"4/255", "8/255", "16/255"}

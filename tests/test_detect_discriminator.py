@@ -172,7 +172,7 @@ def test_cli_errors_are_one_line(gan_run, tmp_path, capsys, one_thread):
 def test_shipped_config_loads():
     cfg = load_config(DetectorConfig, REPO / "configs" / "detect" / "mnist_dcgan_disc.yaml")
     assert cfg.train.model.name == "gan_discriminator" and cfg.train.model.normalize is False
-    assert cfg.train.model.kwargs == {"discriminator": "runs/gan/discriminator.safetensors", "freeze": False}
+    assert cfg.train.model.kwargs == {"discriminator": "runs/gan/discriminator.safetensors", "freeze": True}
     assert cfg.data.fakes == ("runs/gan/generator.safetensors",) and cfg.data.real == "mnist"
 
 
