@@ -288,7 +288,8 @@ def test_shipped_configs_load(path):
         assert cfg.augment.blur_prob == cfg.augment.jpeg_prob == expected and cfg.augment.flip_prob == 0.5
         assert cfg.evaluation.eps == pytest.approx((1 / 255, 2 / 255, 4 / 255))
     if "hardened" in path.name:
-        assert cfg.train.objective.name == "pgd"
+        # PGD for MNIST; TRADES (beta 3) for the faces, the best measured trade-off there
+        assert cfg.train.objective.name == ("pgd" if path.name.startswith("mnist") else "trades")
         assert cfg.train.objective.eps == pytest.approx(16 / 255 if path.name.startswith("mnist") else 4 / 255)
     assert len(list((REPO / "configs" / "detect").glob("*.yaml"))) == 5
 
