@@ -136,7 +136,9 @@ def _plot(tm: dict[str, Any], clean_acc: Any) -> str:
 def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
     """ROC curves (false-positive rate against true-positive rate, both 0..1) as an inline SVG with the
     chance diagonal; ``curves``: (name, {"fpr": [...], "tpr": [...]}, auc) in legend order."""
-    width = _ML + _PW + _MR + _LEGEND_W
+    labels = [f"{name} (AUC {_num(auc, '.3f')})" for name, _, auc in curves]
+    legend_w = max(_LEGEND_W, 40 + 8.5 * max((len(t) for t in labels), default=0))  # ~8.5 units a character
+    width = round(_ML + _PW + _MR + legend_w)
     height = max(_MT + _PH + _MB, _MT + _LEGEND_ROW * (len(curves) + 1))
 
     def px(x: float) -> float:
@@ -165,11 +167,11 @@ def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
         pts = [(finite(x), finite(y)) for x, y in zip(roc.get("fpr") or [], roc.get("tpr") or [])]
         coords = " ".join(f"{px(min(max(x, 0), 1)):.1f},{py(min(max(y, 0), 1)):.1f}" for x, y in pts
                           if x is not None and y is not None)
-        label = f"{name} (AUC {_num(auc, '.3f')})"
+        label = labels[i]
         parts.append(f'<g><title>{_e(label)}</title><polyline points="{coords}" fill="none" stroke="{colour}" '
                      f'stroke-width="{stroke}" stroke-linejoin="round"/></g>')
         y = _MT + _LEGEND_ROW * (i + 0.5)
-        short = label if len(label) <= 30 else label[:29] + "…"
+        short = label if len(label) <= 48 else label[:47] + "…"
         parts.append(f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + 22}" y2="{y:.1f}" stroke="{colour}" '
                      f'stroke-width="{stroke}"/><text x="{lx + 28}" y="{y + 4:.1f}"><title>{_e(label)}</title>'
                      f'{_e(short)}</text>')
