@@ -111,11 +111,12 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     evaluation = evaluate_detector(model, sets["test"], sets["val"], cfg.evaluation, device, seed=cfg.train.seed,
                                    batch_size=cfg.train.eval_batch_size)
     source = str(out / "model.safetensors") if out is not None else cfg.train.model.name
-    harness = detection_report(config=to_dict(cfg), data=data_info(data_name(cfg.data), sets["test"]),
+    config = to_dict(cfg)
+    harness = detection_report(config=config, data=data_info(train.name, sets["test"]),
                                models=[detector_entry(out.name if out is not None else "detector", source,
                                                       evaluation)],
                                gates=cfg.gates, device=device, total_s=time.perf_counter() - t0)
-    report = {"kind": "detector", "config": to_dict(cfg), "data": data_summary(sets, cfg.data),
+    report = {"kind": "detector", "config": config, "data": data_summary(sets, cfg.data),
               "training": metrics, "evaluation": evaluation,
               "model": str(out / "model.safetensors") if out is not None else None}
     if out is not None:

@@ -87,30 +87,24 @@ def _detection_gates(m: dict, gates: GatesConfig) -> list[dict]:
     if wanted and det is None:
         return [_gate(f"detection[{name}]", "min_auc", name, None, None, False,
                       f"detector gates are set but {name!r} has no detection results (not a detector evaluation)")]
+
+    def auc_gate(kind: str, key: str, t: float, v: float | None, what: str, missing: str) -> None:
+        gate = f"{kind}[{name}]" if key is None else f"{kind}[{name},{key}]"
+        if v is None:
+            out.append(_gate(gate, kind, name, t, None, False, missing))
+        else:
+            out.append(_gate(gate, kind, name, t, v, v >= t, f"{what}: {v:.4f} {'>=' if v >= t else '<'} {t:.4f}"))
+
     if gates.min_auc is not None:
-        v, t = det["clean"]["auc"], gates.min_auc
-        out.append(_gate(f"min_auc[{name}]", "min_auc", name, t, v, v >= t,
-                         f"clean AUC {v:.4f} {'>=' if v >= t else '<'} {t:.4f}"))
+        auc_gate("min_auc", None, gates.min_auc, det["clean"]["auc"], "clean AUC", "")
     for eps, t in gates.min_robust_auc.items():
-        row = next((r for r in det["robust"] if _close(r["eps"], eps)), None)
-        label = next((r.get("label") for r in det["robust"] if _close(r["eps"], eps)), None) or f"{eps:.4g}"
-        if row is None:
-            out.append(_gate(f"min_robust_auc[{name},{label}]", "min_robust_auc", name, t, None, False,
-                             f"the evaluation has no evasion attack at eps {eps:.4g} (evaluation.eps)"))
-            continue
-        v = row["auc"]
-        out.append(_gate(f"min_robust_auc[{name},{label}]", "min_robust_auc", name, t, v, v >= t,
-                         f"AUC with fakes attacked (targeted PGD towards real) at eps {label}: {v:.4f} "
-                         f"{'>=' if v >= t else '<'} {t:.4f}"))
+        row = next((r for r in det["robust"] if _close(r["eps"], eps)), {})
+        label = row.get("label") or f"{eps:.4g}"
+        auc_gate("min_robust_auc", label, t, row.get("auc"),
+                 f"AUC with fakes attacked (targeted PGD towards real) at eps {label}",
+                 f"the evaluation has no evasion attack at eps {eps:.4g} (evaluation.eps)")
     for key, t in gates.min_laundered_auc.items():
-        names = LAUNDERING_NAMES if key == "all" else (key,)
-        for tr in names:
-            got = det["laundering"].get(tr)
-            if got is None:
-                out.append(_gate(f"min_laundered_auc[{name},{tr}]", "min_laundered_auc", name, t, None, False,
-                                 f"no laundering result {tr} (evaluation.laundering off?)"))
-                continue
-            v = got["auc"]
-            out.append(_gate(f"min_laundered_auc[{name},{tr}]", "min_laundered_auc", name, t, v, v >= t,
-                             f"AUC after {tr}: {v:.4f} {'>=' if v >= t else '<'} {t:.4f}"))
+        for tr in LAUNDERING_NAMES if key == "all" else (key,):
+            auc_gate("min_laundered_auc", tr, t, det["laundering"].get(tr, {}).get("auc"), f"AUC after {tr}",
+                     f"no laundering result {tr} (evaluation.laundering off?)")
     return out

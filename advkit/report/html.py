@@ -81,6 +81,15 @@ def _series(tm: dict[str, Any], clean_acc: Any) -> list[tuple[str, str, float, l
     return out
 
 
+def _legend_row(i: int, label: str, colour: str, stroke: float, max_chars: int) -> str:
+    """Row ``i`` of a plot legend right of the plot area: a line sample and the label (cut to ``max_chars``,
+    the whole label in its tooltip)."""
+    lx, y = _ML + _PW + _MR + 10, _MT + _LEGEND_ROW * (i + 0.5)
+    short = label if len(label) <= max_chars else label[:max_chars - 1] + "…"
+    return (f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + 22}" y2="{y:.1f}" stroke="{colour}" stroke-width="{stroke}"/>'
+            f'<text x="{lx + 28}" y="{y + 4:.1f}"><title>{_e(label)}</title>{_e(short)}</text>')
+
+
 def _plot(tm: dict[str, Any], clean_acc: Any) -> str:
     """Robust accuracy against eps as an inline SVG line plot with axes, ticks, grid and legend."""
     series = _series(tm, clean_acc)
@@ -122,13 +131,7 @@ def _plot(tm: dict[str, Any], clean_acc: Any) -> str:
         parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="{r}" fill="{colour}">'
                   f'<title>{_e(label)}, eps {x:g}: {y:.1%}</title></circle>' for x, y in pts]
         parts.append("</g>")
-    lx = _ML + _PW + _MR + 10
-    for i, (label, colour, stroke, _) in enumerate(series):
-        y = _MT + _LEGEND_ROW * (i + 0.5)
-        short = label if len(label) <= 26 else label[:25] + "…"
-        parts.append(f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + 22}" y2="{y:.1f}" stroke="{colour}" '
-                     f'stroke-width="{stroke}"/><text x="{lx + 28}" y="{y + 4:.1f}"><title>{_e(label)}</title>'
-                     f'{_e(short)}</text>')
+    parts += [_legend_row(i, label, colour, stroke, 26) for i, (label, colour, stroke, _) in enumerate(series)]
     parts.append("</svg>")
     return "".join(parts)
 
@@ -160,7 +163,6 @@ def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
                  f'<text x="{_ML + _PW / 2}" y="{_MT + _PH + 36}" text-anchor="middle">false-positive rate '
                  f'(reals called fake)</text><text transform="translate(14 {_MT + _PH / 2}) rotate(-90)" '
                  f'text-anchor="middle">true-positive rate</text>')
-    lx = _ML + _PW + _MR + 10
     for i, (name, roc, auc) in enumerate(curves):
         colour = "#000" if i == 0 else _PALETTE[(i - 1) % len(_PALETTE)]
         stroke = 3 if i == 0 else 1.6
@@ -170,11 +172,7 @@ def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
         label = labels[i]
         parts.append(f'<g><title>{_e(label)}</title><polyline points="{coords}" fill="none" stroke="{colour}" '
                      f'stroke-width="{stroke}" stroke-linejoin="round"/></g>')
-        y = _MT + _LEGEND_ROW * (i + 0.5)
-        short = label if len(label) <= 48 else label[:47] + "…"
-        parts.append(f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + 22}" y2="{y:.1f}" stroke="{colour}" '
-                     f'stroke-width="{stroke}"/><text x="{lx + 28}" y="{y + 4:.1f}"><title>{_e(label)}</title>'
-                     f'{_e(short)}</text>')
+        parts.append(_legend_row(i, label, colour, stroke, 48))
     parts.append("</svg>")
     return "".join(parts)
 
