@@ -166,7 +166,7 @@ def generator_from_ckpt(path: Path, cfg: GanConfig, device: torch.device) -> DCG
     st = torch.load(path, map_location="cpu", weights_only=True)
     state = st["G_ema"] if st.get("G_ema") is not None else st["G"]
     G = DCGANGenerator(z_dim=cfg.model.z_dim, img_size=28, channels=1, width=cfg.model.g_width,
-                       batch_norm=cfg.model.g_batch_norm)
+                       batch_norm=cfg.model.g_batch_norm, depth=cfg.model.g_depth)
     G.load_state_dict(state)
     return G.to(device).eval()
 

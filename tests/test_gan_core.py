@@ -99,7 +99,37 @@ def test_spectral_norm_and_spec_rebuild():
     with pytest.raises(AdvkitError, match="unknown GAN architecture"):
         build_gan_net({"arch": "stylegan"})
     with pytest.raises(AdvkitError):
-        build_gan_net({"arch": "dcgan_generator", "depth": 3})
+        build_gan_net({"arch": "dcgan_generator", "layers": 3})
+
+
+@pytest.mark.parametrize("critic", [False, True])
+def test_depth_adds_stride1_convs_and_round_trips(critic):
+    g = DCGANGenerator(z_dim=8, img_size=32, channels=3, width=4, depth=2)
+    d = DCGANDiscriminator(img_size=32, channels=3, width=4, critic=critic, depth=1, spectral_norm=True)
+    x = g.sample(3, generator=_gen())
+    assert x.shape == (3, 3, 32, 32) and d(x).shape == (3,)
+    # G: 3 hidden blocks (4, 8, 16 px) with 2 extra stride-1 3x3 convs each, keeping the channel count
+    extra = [m for m in g.net if isinstance(m, nn.Conv2d)]
+    assert len(extra) == 6 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in extra)
+    assert [c.out_channels for c in extra] == [16, 16, 8, 8, 4, 4]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in g.net) == 3 + 6  # still none at the output
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3 + 3 + 1 and all(torch.nn.utils.parametrize.is_parametrized(c, "weight") for c in convs)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert n_bn == (0 if critic else 2 + 3)  # the input layer never gets one; the extra layers do (not a critic)
+    assert g.spec["depth"] == 2 and d.spec["depth"] == 1
+    for net in (g, d):
+        rebuilt = build_gan_net(net.spec)
+        rebuilt.load_state_dict(net.state_dict())
+        rebuilt.eval(), net.eval()
+        assert torch.equal(rebuilt(x) if net is d else rebuilt(torch.ones(2, 8)),
+                           net(x) if net is d else net(torch.ones(2, 8)))
+    assert "depth" not in DCGANGenerator(width=4).spec and "depth" not in DCGANDiscriminator(width=4).spec
+    for bad in (-1, 1.5, True):
+        with pytest.raises(AdvkitError, match="depth must be a non-negative integer"):
+            DCGANGenerator(width=4, depth=bad)
+        with pytest.raises(AdvkitError, match="depth must be a non-negative integer"):
+            DCGANDiscriminator(width=4, depth=bad)
 
 
 def test_two_logit_matches_bce():

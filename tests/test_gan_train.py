@@ -79,6 +79,19 @@ def test_saved_generator_outputs_images_in_unit_range(base_run):
     assert isinstance(d, DCGANDiscriminator) and d(x).shape == (10,)
 
 
+def test_depth_options_reach_the_saved_nets(tmp_path):
+    g, _ = train_gan(_cfg("model.g_depth=1", "model.d_depth=1", "epochs=1", "data.train_limit=64"), tmp_path)
+    loaded = load_generator(tmp_path / "generator.safetensors")
+    d = load_discriminator(tmp_path / "discriminator.safetensors")
+    assert loaded.spec["depth"] == 1 and d.spec["depth"] == 1
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(z), g(z))
+    for bad in ("model.g_depth=-1", "model.d_depth=-2"):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            _cfg(bad)
+
+
 def test_resume_matches_uninterrupted_run(base_run, tmp_path):
     ref, _, _ = base_run
 

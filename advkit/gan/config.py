@@ -37,11 +37,16 @@ class GanModelConfig:
     spectral_norm: bool = False     # spectral normalization on every discriminator conv (Miyato et al. 2018)
     critic: bool | str = "auto"     # no BatchNorm in D (a Wasserstein critic); auto = true for the wgan loss
     g_batch_norm: bool = True       # BatchNorm in G's hidden layers (DCGAN); false for exact multi-process runs
+    g_depth: int = 0                # stride-1 3x3 conv layers after each of G's hidden blocks (0: the paper's G)
+    d_depth: int = 0                # the same in D, after each stride-2 block
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "g_width", "d_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("g_depth", "d_depth"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.{name} must be >= 0, got {getattr(self, name)}")
         if not isinstance(self.critic, bool) and self.critic != "auto":
             raise ValueError(f"model.critic must be true, false or auto, got {self.critic!r}")
 

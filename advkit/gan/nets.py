@@ -35,6 +35,11 @@ def _layout(img_size: int) -> tuple[int, int]:
     return _LAYOUT[img_size]
 
 
+def _check_depth(depth: int) -> None:
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+        raise AdvkitError(f"depth must be a non-negative integer, got {depth!r}")
+
+
 def _check_positive(**values: int) -> None:
     for name, v in values.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -64,30 +69,40 @@ class DCGANGenerator(nn.Module):
 
     A stride-1 transposed conv lifts z (as a 1x1 map) to 4x4 (7x7 for 28), then stride-2 transposed convs
     double the side (28: 7-14-28; 32: 4-8-16-32; 64: 4-8-16-32-64). ``width`` is the channel count of the
-    last hidden block; each earlier block has twice as many. ``batch_norm=False`` drops the hidden
+    last hidden block; each earlier block has twice as many. ``depth`` adds that many stride-1 3x3
+    conv + BatchNorm + ReLU layers after each hidden block (more spatial context per output pixel; still all
+    convolutional, as the paper's rules ask; 0 is the paper's net). ``batch_norm=False`` drops the hidden
     BatchNorm layers (the DCGAN paper's ablation; it also makes multi-process training exactly equal to one
     process, since BatchNorm normalizes over each process's share of the batch).
     """
 
     def __init__(self, z_dim: int = 100, img_size: int = 28, channels: int = 1, width: int = 64,
-                 batch_norm: bool = True):
+                 batch_norm: bool = True, depth: int = 0):
         super().__init__()
         _check_positive(z_dim=z_dim, channels=channels, width=width)
+        _check_depth(depth)
         start, n_up = _layout(img_size)
         self.z_dim, self.img_size, self.channels = z_dim, img_size, channels
         self.spec = {"arch": "dcgan_generator", "z_dim": z_dim, "img_size": img_size, "channels": channels,
                      "width": width}
         if not batch_norm:  # absent from the spec means true: older checkpoints load unchanged
             self.spec["batch_norm"] = False
+        if depth:  # likewise absent means 0
+            self.spec["depth"] = depth
         hidden = [width * 2 ** (n_up - 1 - i) for i in range(n_up)]
 
         def norm(c: int) -> list[nn.Module]:
             return [nn.BatchNorm2d(c)] if batch_norm else []
 
+        def extra(c: int) -> list[nn.Module]:
+            return [m for _ in range(depth) for m in (nn.Conv2d(c, c, 3, 1, 1, bias=not batch_norm), *norm(c),
+                                                     nn.ReLU(True))]
+
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, hidden[0], start, 1, 0, bias=not batch_norm),
-                                   *norm(hidden[0]), nn.ReLU(True)]
+                                   *norm(hidden[0]), nn.ReLU(True), *extra(hidden[0])]
         for c_in, c_out in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm), *norm(c_out), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batch_norm), *norm(c_out), nn.ReLU(True),
+                       *extra(c_out)]
         layers += [nn.ConvTranspose2d(hidden[-1], channels, 4, 2, 1), nn.Tanh()]  # output layer: no BatchNorm
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)
@@ -122,17 +137,21 @@ class DCGANDiscriminator(nn.Module):
     map gives the logit. BatchNorm follows every conv but the input and output ones; ``critic=True`` (the
     Wasserstein critic, e.g. for WGAN-GP, whose per-sample gradient penalty BatchNorm would break) drops
     normalization entirely. ``spectral_norm=True`` wraps every conv in
-    ``torch.nn.utils.parametrizations.spectral_norm`` (Miyato et al. 2018).
+    ``torch.nn.utils.parametrizations.spectral_norm`` (Miyato et al. 2018). ``depth`` adds that many stride-1
+    3x3 conv (+ BatchNorm unless a critic) + LeakyReLU layers after each stride-2 block, as in the generator.
     """
 
     def __init__(self, img_size: int = 28, channels: int = 1, width: int = 64, spectral_norm: bool = False,
-                 critic: bool = False):
+                 critic: bool = False, depth: int = 0):
         super().__init__()
         _check_positive(channels=channels, width=width)
+        _check_depth(depth)
         start, n_down = _layout(img_size)
         self.img_size, self.channels = img_size, channels
         self.spec = {"arch": "dcgan_discriminator", "img_size": img_size, "channels": channels, "width": width,
                      "spectral_norm": bool(spectral_norm), "critic": bool(critic)}
+        if depth:  # absent from the spec means 0: older checkpoints load unchanged
+            self.spec["depth"] = depth
         hidden = [width * 2 ** i for i in range(n_down)]
         convs: list[nn.Conv2d] = []
         layers: list[nn.Module] = []
@@ -142,6 +161,10 @@ class DCGANDiscriminator(nn.Module):
             conv = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not norm)
             convs.append(conv)
             layers += [conv] + ([nn.BatchNorm2d(c_out)] if norm else []) + [nn.LeakyReLU(0.2, True)]
+            for _ in range(depth):
+                conv = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=critic)
+                convs.append(conv)
+                layers += [conv] + ([] if critic else [nn.BatchNorm2d(c_out)]) + [nn.LeakyReLU(0.2, True)]
         convs.append(nn.Conv2d(hidden[-1], 1, start, 1, 0))
         layers.append(convs[-1])
         self.net = nn.Sequential(*layers)

@@ -216,9 +216,10 @@ class _GanRun:
         if self.steps_per_epoch == 0:
             raise AdvkitError(f"{len(self.train)} training images are fewer than one batch of {c.batch_size}")
         self.G = DCGANGenerator(z_dim=c.model.z_dim, img_size=h, channels=ch, width=c.model.g_width,
-                                batch_norm=c.model.g_batch_norm).to(device)
+                                batch_norm=c.model.g_batch_norm, depth=c.model.g_depth).to(device)
         self.D = DCGANDiscriminator(img_size=h, channels=ch, width=c.model.d_width,
-                                    spectral_norm=c.model.spectral_norm, critic=c.critic).to(device)
+                                    spectral_norm=c.model.spectral_norm, critic=c.critic,
+                                    depth=c.model.d_depth).to(device)
         self.G_ema = None
         if c.ema_g > 0:
             self.G_ema = copy.deepcopy(self.G).eval()
