@@ -37,6 +37,7 @@ from advkit.attacks import pgd  # noqa: E402
 from advkit.gan import REAL, DCGANGenerator, GanConfig, TwoLogit, load_discriminator, train_gan  # noqa: E402
 from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance,  # noqa: E402
                                 inception_score, kid)
+from advkit.gan.trainer import build_generator  # noqa: E402
 from advkit.train.default import get_default_model  # noqa: E402
 from advkit.utils import resolve_device  # noqa: E402
 
@@ -165,8 +166,7 @@ def generator_from_ckpt(path: Path, cfg: GanConfig, device: torch.device) -> DCG
     """The sampling generator (the EMA copy when there is one) of a trainer's ``last.ckpt``."""
     st = torch.load(path, map_location="cpu", weights_only=True)
     state = st["G_ema"] if st.get("G_ema") is not None else st["G"]
-    G = DCGANGenerator(z_dim=cfg.model.z_dim, img_size=28, channels=1, width=cfg.model.g_width,
-                       batch_norm=cfg.model.g_batch_norm, depth=cfg.model.g_depth)
+    G = build_generator(cfg, img_size=28, channels=1)
     G.load_state_dict(state)
     return G.to(device).eval()
 

@@ -118,12 +118,10 @@ def test_depth_adds_stride1_convs_and_round_trips(critic):
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in d.modules())
     assert n_bn == (0 if critic else 2 + 3)  # the input layer never gets one; the extra layers do (not a critic)
     assert g.spec["depth"] == 2 and d.spec["depth"] == 1
-    for net in (g, d):
+    for net, inp in ((g, torch.ones(2, 8)), (d, x)):
         rebuilt = build_gan_net(net.spec)
         rebuilt.load_state_dict(net.state_dict())
-        rebuilt.eval(), net.eval()
-        assert torch.equal(rebuilt(x) if net is d else rebuilt(torch.ones(2, 8)),
-                           net(x) if net is d else net(torch.ones(2, 8)))
+        assert torch.equal(rebuilt.eval()(inp), net.eval()(inp))
     assert "depth" not in DCGANGenerator(width=4).spec and "depth" not in DCGANDiscriminator(width=4).spec
     for bad in (-1, 1.5, True):
         with pytest.raises(AdvkitError, match="depth must be a non-negative integer"):

@@ -35,15 +35,12 @@ def _layout(img_size: int) -> tuple[int, int]:
     return _LAYOUT[img_size]
 
 
-def _check_depth(depth: int) -> None:
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-        raise AdvkitError(f"depth must be a non-negative integer, got {depth!r}")
-
-
-def _check_positive(**values: int) -> None:
+def _check_ints(minimum: int, **values: int) -> None:
+    """Each value an int (not a bool) >= ``minimum`` (1: "positive", 0: "non-negative"), else one-line error."""
     for name, v in values.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise AdvkitError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            raise AdvkitError(f"{name} must be a {'positive' if minimum == 1 else 'non-negative'} integer, "
+                              f"got {v!r}")
 
 
 @torch.no_grad()
@@ -79,8 +76,8 @@ class DCGANGenerator(nn.Module):
     def __init__(self, z_dim: int = 100, img_size: int = 28, channels: int = 1, width: int = 64,
                  batch_norm: bool = True, depth: int = 0):
         super().__init__()
-        _check_positive(z_dim=z_dim, channels=channels, width=width)
-        _check_depth(depth)
+        _check_ints(1, z_dim=z_dim, channels=channels, width=width)
+        _check_ints(0, depth=depth)
         start, n_up = _layout(img_size)
         self.z_dim, self.img_size, self.channels = z_dim, img_size, channels
         self.spec = {"arch": "dcgan_generator", "z_dim": z_dim, "img_size": img_size, "channels": channels,
@@ -144,8 +141,8 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, img_size: int = 28, channels: int = 1, width: int = 64, spectral_norm: bool = False,
                  critic: bool = False, depth: int = 0):
         super().__init__()
-        _check_positive(channels=channels, width=width)
-        _check_depth(depth)
+        _check_ints(1, channels=channels, width=width)
+        _check_ints(0, depth=depth)
         start, n_down = _layout(img_size)
         self.img_size, self.channels = img_size, channels
         self.spec = {"arch": "dcgan_discriminator", "img_size": img_size, "channels": channels, "width": width,

@@ -72,6 +72,13 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
         shutdown(d)
 
 
+def build_generator(cfg: GanConfig, img_size: int, channels: int) -> DCGANGenerator:
+    """The generator ``cfg.model`` describes, freshly initialised (the trainer's, and a ``last.ckpt``'s shape)."""
+    m = cfg.model
+    return DCGANGenerator(z_dim=m.z_dim, img_size=img_size, channels=channels, width=m.g_width,
+                          batch_norm=m.g_batch_norm, depth=m.g_depth)
+
+
 def _set_trainable(net: nn.Module, on: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(on)
@@ -215,8 +222,7 @@ class _GanRun:
         self.steps_per_epoch = len(self.train) // c.batch_size
         if self.steps_per_epoch == 0:
             raise AdvkitError(f"{len(self.train)} training images are fewer than one batch of {c.batch_size}")
-        self.G = DCGANGenerator(z_dim=c.model.z_dim, img_size=h, channels=ch, width=c.model.g_width,
-                                batch_norm=c.model.g_batch_norm, depth=c.model.g_depth).to(device)
+        self.G = build_generator(c, h, ch).to(device)
         self.D = DCGANDiscriminator(img_size=h, channels=ch, width=c.model.d_width,
                                     spectral_norm=c.model.spectral_norm, critic=c.critic,
                                     depth=c.model.d_depth).to(device)
