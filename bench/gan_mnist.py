@@ -34,10 +34,13 @@ from _common import RESULTS, machine, write, write_json  # noqa: E402
 from advkit.config import load_config, to_dict  # noqa: E402
 from advkit.data import load_dataset  # noqa: E402
 from advkit.attacks import pgd  # noqa: E402
-from advkit.gan import REAL, DCGANGenerator, GanConfig, TwoLogit, load_discriminator, train_gan  # noqa: E402
+from advkit.gan import (REAL, DCGANGenerator, GanConfig, TwoLogit, load_discriminator,  # noqa: E402
+                        load_generator, train_gan)
 from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance,  # noqa: E402
                                 inception_score, kid)
 from advkit.gan.trainer import build_generator  # noqa: E402
+from advkit.models import load  # noqa: E402
+from advkit.train.config import TrainConfig  # noqa: E402
 from advkit.train.default import get_default_model  # noqa: E402
 from advkit.utils import resolve_device  # noqa: E402
 
@@ -95,10 +98,20 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 class Judge:
     """The domain classifier and the real-data reference statistics, computed once for all configs."""
 
-    def __init__(self, n: int, data_root: str | None, seed: int, batch_size: int = 500):
+    def __init__(self, n: int, data_root: str | None, seed: int, batch_size: int = 500,
+                 judge_path: str | None = None):
         self.n, self.seed, self.batch_size = n, seed, batch_size
         t0 = time.perf_counter()
-        self.model, self.path, trained_now = get_default_model(data_root)
+        if judge_path and Path(judge_path).suffix in (".yaml", ".yml"):  # a classifier config: trained once,
+            cfg = load_config(TrainConfig, judge_path)                       # then cached like the default model
+            self.model, self.path, trained_now = get_default_model(data_root, cfg=cfg)
+        elif judge_path:  # a classifier checkpoint (an `advkit train classifier --out DIR` folder or its file)
+            self.path, trained_now = Path(judge_path), False
+            if self.path.is_dir():
+                self.path = self.path / "model.safetensors"
+            self.model = load(self.path)
+        else:
+            self.model, self.path, trained_now = get_default_model(data_root)
         self.model.eval()
         test = load_dataset("mnist", "test", root=data_root)
         train = load_dataset("mnist", "train", root=data_root).subset(n)
@@ -286,6 +299,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: first config, tiny nets, 512 images, 1 epoch")
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/gan_mnist.json)")
     ap.add_argument("--run-dir", default=None, help="where the training runs write (default a temp folder)")
+    ap.add_argument("--judge", default=None,
+                    help="the domain classifier: a checkpoint (an `advkit train classifier` run folder or "
+                         ".safetensors) or a classifier config YAML, trained on first use and cached (e.g. "
+                         "configs/train/mnist_judge.yaml); default advkit's default MNIST LeNet")
+    ap.add_argument("--score", nargs="+", default=None, metavar="GENERATOR",
+                    help="only score these generator checkpoints (no training); prints one line each")
     args = ap.parse_args()
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     sets = []
@@ -303,11 +322,17 @@ def main() -> None:
     if args.data_root:
         sets.append(f"data.root={args.data_root}")
     sets += args.set
-    run_root = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="advkit-gan-bench-"))
-    print(f"training runs in {run_root}", flush=True)
-    judge = Judge(n, args.data_root, args.seed)
+    judge = Judge(n, args.data_root, args.seed, judge_path=args.judge)
     print(f"domain classifier {judge.path} ({judge.classifier['test_acc']:.2%} test accuracy); "
           f"IS of real test digits {judge.reference['is_test']:.2f}, FD floor {judge.fd_floor:.4f}", flush=True)
+    if args.score:
+        for g in args.score:
+            s = judge.score(load_generator(g, "cpu"))
+            print(f"{g}: IS {s['is']:.2f}, min class share {s['min_class_share']:.1%}, FD {s['fd']:.3f} "
+                  f"(x{s['fd_ratio']:.1f} the floor), KID {s['kid']:.4f}", flush=True)
+        return
+    run_root = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="advkit-gan-bench-"))
+    print(f"training runs in {run_root}", flush=True)
     rows = [run_config(name, sets, judge, run_root, args.epoch_fd) for name in names]
     dev = rows[0]["device"] if rows else "cpu"
     result = {"n_samples": n, "seed": args.seed, "quick": args.quick, "sets": sets, "targets": TARGETS,

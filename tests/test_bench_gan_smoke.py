@@ -44,3 +44,14 @@ def test_gan_mnist_quick(tmp_path):
     assert set(row["targets"]) == {"is", "min_class_share", "fd_ratio", "epochs", "met"}
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["torch"]
     assert (tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors").is_file()
+
+    # --score: the same generator judged again by the same classifier, given as a checkpoint, without training
+    gen = tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors"
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "gan_mnist.py"), "--score", str(gen),
+                        "--judge", clf["path"], "--n-samples", "200"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    line = p.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"{gen}: IS {row['is']:.2f}, min class share {row['min_class_share']:.1%}, "
+                           f"FD {row['fd']:.3f} "), (line, row)
+    assert "training runs in" not in p.stdout  # scoring trains nothing

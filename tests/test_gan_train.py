@@ -116,6 +116,32 @@ def test_resume_matches_uninterrupted_run(base_run, tmp_path):
         train_gan(_cfg("epochs=2", "lr_d=1e-3"), tmp_path, resume=True)
 
 
+def test_linear_lr_decay_reaches_the_last_batch_and_resumes_exactly(base_run, tmp_path):
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    train_gan(_cfg("epochs=2", "lr_decay=linear", "lr_g=4e-4"), straight)
+    st = torch.load(straight / "last.ckpt", map_location="cpu", weights_only=True)
+    # 2 epochs of 8 batches: the last batch runs at 1/16 of each base rate (the first at the full rate)
+    assert [g["lr"] for g in st["opt_g"]["param_groups"]] == pytest.approx([4e-4 / 16], rel=1e-9)
+    assert [g["lr"] for g in st["opt_d"]["param_groups"]] == pytest.approx([2e-4 / 16], rel=1e-9)
+
+    class Crash(Exception):
+        pass
+
+    def crash(m):
+        if m["epoch"] == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_gan(_cfg("epochs=2", "lr_decay=linear", "lr_g=4e-4"), crashed, on_epoch=crash)
+    train_gan(_cfg("epochs=2", "lr_decay=linear", "lr_g=4e-4"), crashed, resume=True)
+    a, b = load_file(str(straight / "generator.safetensors")), load_file(str(crashed / "generator.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    base = load_file(str(base_run[0] / "generator.safetensors"))  # same seed, constant rates: other weights
+    assert not all(torch.equal(a[k], base[k]) for k in a)
+    with pytest.raises(ValueError, match="unknown lr_decay 'cosine'; valid: none, linear"):
+        _cfg("lr_decay=cosine")
+
+
 # ---------------------------------------------------------------- losses and training options
 
 def test_wgan_uses_critic_and_gradient_penalty(tmp_path):

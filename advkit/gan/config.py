@@ -15,6 +15,7 @@ HARDEN_OBJECTIVES = ("none", "fgsm", "fgsm_rs", "pgd")
 # the training objectives: the five pure losses, and the duality gap itself ("generative minimization
 # networks", Grnarova et al. 2021): both players minimize DG(G, D) = max_D' V(G, D') - min_G' V(G', D)
 TRAIN_LOSSES = LOSSES + ("dg",)
+LR_DECAYS = ("none", "linear")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class GanConfig:
     lr_g: float = 2e-4              # TTUR (Heusel et al. 2017): give D and G different rates
     lr_d: float = 2e-4
     betas: tuple[float, ...] = (0.5, 0.999)
+    lr_decay: str = "none"          # none, or linear: both rates fall linearly to 0 over the run's batches
     gp_weight: float = 10.0         # WGAN-GP lambda, used with the wgan loss; 0 = no penalty
     ema_g: float = 0.0              # decay of an EMA copy of G (e.g. 0.999), used for samples and the checkpoint
     harden: HardenConfig = field(default_factory=HardenConfig)
@@ -121,6 +123,8 @@ class GanConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be > 0, got {v}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"unknown lr_decay {self.lr_decay!r}; valid: {', '.join(LR_DECAYS)}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if not (math.isfinite(self.gp_weight) and self.gp_weight >= 0):

@@ -498,6 +498,17 @@ class _GanRun:
         return {"dataset": self.cfg.data.dataset, "input_shape": list(self.train.image_shape),
                 "config": self.cfg_dict, "metrics": metrics}
 
+    def _set_lr(self) -> None:
+        """Both players' learning rates for the batch after ``self.it`` batches (a pure function of the
+        batch count, so a resumed run follows the same schedule)."""
+        c = self.cfg
+        if c.lr_decay == "none":
+            return
+        left = 1 - self.it / (c.epochs * self.steps_per_epoch)  # linear: 1 on the first batch, 1/N on the last
+        for opt, lr in ((self.opt_g, c.lr_g), (self.opt_d, c.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * left
+
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> tuple[DCGANGenerator, dict]:
@@ -524,6 +535,7 @@ class _GanRun:
                        total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}", leave=False,
                        disable=None if self.progress and main else True)
             for b, (x, _) in enumerate(bar, 1):
+                self._set_lr()
                 self.it += 1
                 if self.dist.enabled:  # this process's share of the global batch
                     x = x[self.dist.rank::self.dist.world]
