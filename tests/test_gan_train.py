@@ -31,6 +31,14 @@ def _cfg(*sets: str) -> GanConfig:
     return load_config(GanConfig, None, [*TINY, *sets])
 
 
+class _Crash(Exception):
+    pass
+
+
+def _crash_after_epoch_1(m: dict) -> None:
+    """An ``on_epoch`` callback that kills a run once epoch 1's checkpoint is written."""
+    if m["epoch"] == 1:
+        raise _Crash
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +103,8 @@ def test_depth_options_reach_the_saved_nets(tmp_path):
 def test_resume_matches_uninterrupted_run(base_run, tmp_path):
     ref, _, _ = base_run
 
-    class Crash(Exception):
-        pass
-
-    def crash(m):
-        if m["epoch"] == 1:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train_gan(_cfg("epochs=2"), tmp_path, on_epoch=crash)
+    with pytest.raises(_Crash):
+        train_gan(_cfg("epochs=2"), tmp_path, on_epoch=_crash_after_epoch_1)
     assert not (tmp_path / "generator.safetensors").exists() and (tmp_path / "last.ckpt").is_file()
     train_gan(_cfg("epochs=2"), tmp_path, resume=True)
     for name in ("generator.safetensors", "discriminator.safetensors"):
@@ -124,15 +125,8 @@ def test_linear_lr_decay_reaches_the_last_batch_and_resumes_exactly(base_run, tm
     assert [g["lr"] for g in st["opt_g"]["param_groups"]] == pytest.approx([4e-4 / 16], rel=1e-9)
     assert [g["lr"] for g in st["opt_d"]["param_groups"]] == pytest.approx([2e-4 / 16], rel=1e-9)
 
-    class Crash(Exception):
-        pass
-
-    def crash(m):
-        if m["epoch"] == 1:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train_gan(_cfg("epochs=2", "lr_decay=linear", "lr_g=4e-4"), crashed, on_epoch=crash)
+    with pytest.raises(_Crash):
+        train_gan(_cfg("epochs=2", "lr_decay=linear", "lr_g=4e-4"), crashed, on_epoch=_crash_after_epoch_1)
     train_gan(_cfg("epochs=2", "lr_decay=linear", "lr_g=4e-4"), crashed, resume=True)
     a, b = load_file(str(straight / "generator.safetensors")), load_file(str(crashed / "generator.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
