@@ -39,7 +39,7 @@ from advkit.gan import (REAL, DCGANGenerator, GanConfig, TwoLogit, load_discrimi
 from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance,  # noqa: E402
                                 inception_score, kid)
 from advkit.gan.trainer import build_generator  # noqa: E402
-from advkit.models import load  # noqa: E402
+from advkit.models import checkpoint_file, load  # noqa: E402
 from advkit.train.config import TrainConfig  # noqa: E402
 from advkit.train.default import get_default_model  # noqa: E402
 from advkit.utils import resolve_device  # noqa: E402
@@ -106,9 +106,7 @@ class Judge:
             cfg = load_config(TrainConfig, judge_path)                       # then cached like the default model
             self.model, self.path, trained_now = get_default_model(data_root, cfg=cfg)
         elif judge_path:  # a classifier checkpoint (an `advkit train classifier --out DIR` folder or its file)
-            self.path, trained_now = Path(judge_path), False
-            if self.path.is_dir():
-                self.path = self.path / "model.safetensors"
+            self.path, trained_now = checkpoint_file(judge_path), False
             self.model = load(self.path)
         else:
             self.model, self.path, trained_now = get_default_model(data_root)

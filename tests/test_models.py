@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from advkit import AdvkitError
-from advkit.models import Normalized, create_model, list_models, load, read_metadata, save
+from advkit.models import Normalized, checkpoint_file, create_model, list_models, load, read_metadata, save
 from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device
 from conftest import tiny_cnn
 
@@ -113,6 +113,21 @@ def test_load_returns_eval_mode_on_cpu(tmp_path):
     assert not any(m.training for m in loaded.modules())
     assert all(p.device.type == "cpu" for p in loaded.parameters())
     assert all(b.device.type == "cpu" for b in loaded.buffers())
+
+
+def test_a_run_folder_loads_as_its_model_safetensors(tmp_path):
+    model = tiny_cnn()
+    run = tmp_path / "run"
+    save(model, run / "model.safetensors", dataset="toy")
+    assert checkpoint_file(run) == run / "model.safetensors"
+    assert checkpoint_file(run / "other.safetensors") == run / "other.safetensors"  # files pass through
+    loaded = load(run)
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(loaded(x), model(x))
+    assert read_metadata(run)["dataset"] == "toy"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AdvkitError, match=r"checkpoint not found: .*empty.model\.safetensors"):
+        load(tmp_path / "empty")
 
 
 def test_load_trained_lenet_keeps_its_metadata(trained_lenet):

@@ -25,7 +25,7 @@ def default_out(kind: str) -> Path:
 
 def resolve_model(spec: str | None, data, data_root: str | None, device, echo=click.echo):
     """A checkpoint path, a registry name (random init: says so), or None for the cached default model."""
-    from advkit.models import create_model, load
+    from advkit.models import checkpoint_file, create_model, load
 
     if spec is None:
         from advkit.train.default import default_model_path, get_default_model
@@ -38,8 +38,7 @@ def resolve_model(spec: str | None, data, data_root: str | None, device, echo=cl
         return model.to(device)
     path = Path(spec)
     if path.suffix == ".safetensors" or path.exists():
-        if path.is_dir():
-            path = path / "model.safetensors"
+        path = checkpoint_file(path)
         model = load(path, device=device)
         echo(f"model: {path}")
         return model

@@ -51,11 +51,9 @@ class DetectResult:
 def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """An advkit 2-class classifier checkpoint (or a training run folder holding ``model.safetensors``), in
     eval mode. GAN checkpoints, non-advkit files and classifiers with another class count raise AdvkitError."""
-    from advkit.models import load, read_metadata
+    from advkit.models import checkpoint_file, load, read_metadata
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = checkpoint_file(path)
     spec = read_metadata(path)["model"]
     if spec["num_classes"] != 2:
         raise AdvkitError(f"{path} is a {spec['num_classes']}-class classifier; a detector has 2 classes "

@@ -41,7 +41,7 @@ class Ensemble(nn.Module):
 
 
 def _load_one(src: str, data: ArrayDataset, device: torch.device, say: Callable[[str], None]) -> nn.Module:
-    from advkit.models import create_model, list_models, load
+    from advkit.models import checkpoint_file, create_model, list_models, load
 
     if src == "default":
         from advkit.train.default import default_model_path, get_default_model
@@ -51,8 +51,7 @@ def _load_one(src: str, data: ArrayDataset, device: torch.device, say: Callable[
         return model.to(device).eval()
     path = Path(src)
     if path.suffix in (".safetensors", ".ckpt", ".pt") or path.exists() or "/" in src:
-        if path.is_dir():
-            path = path / "model.safetensors"
+        path = checkpoint_file(path)
         if not path.is_file():
             raise AdvkitError(f"checkpoint not found: {path}")
         return load(path, device=device).eval()

@@ -46,11 +46,22 @@ def save(model: Normalized, path: str | os.PathLike, **metadata: Any) -> Path:
     return path
 
 
+RUN_CHECKPOINT = "model.safetensors"  # the final model a training run folder holds
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` as a checkpoint file: a training run folder (``advkit train ... --out DIR``) becomes
+    ``DIR/model.safetensors``; anything else is returned as given (whether it exists is the caller's check)."""
+    path = Path(path)
+    return path / RUN_CHECKPOINT if path.is_dir() else path
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata stored in an advkit checkpoint's header; errors if the file is not one."""
+    """The metadata stored in an advkit checkpoint's header (a file or a run folder, see
+    :func:`checkpoint_file`); errors if it is not one."""
     from safetensors import safe_open
 
-    path = Path(path)
+    path = checkpoint_file(path)
     if not path.is_file():
         raise AdvkitError(f"checkpoint not found: {path}")
     try:
@@ -77,11 +88,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Normalized:
-    """Rebuild the model from the checkpoint's metadata, load its weights, return it in eval mode."""
+    """Rebuild the model from the checkpoint's metadata (a file or a run folder, see :func:`checkpoint_file`),
+    load its weights, return it in eval mode."""
     from safetensors.torch import load_file
 
     from advkit.models.factory import create_model
 
+    path = checkpoint_file(path)
     meta = read_metadata(path)
     spec, norm = meta["model"], meta.get("normalization") or {}
     model = create_model(spec["arch"], num_classes=spec["num_classes"], in_chans=spec["in_chans"],

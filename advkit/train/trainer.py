@@ -104,14 +104,10 @@ def load_init(model: Normalized, path: str | Path) -> None:
     that does not). A normalization that differs from the checkpoint's only warns (the data may differ)."""
     from safetensors.torch import load_file
 
-    from advkit.models import read_metadata
+    from advkit.models import checkpoint_file, read_metadata
 
-    p = Path(path)
-    if p.is_dir():
-        if not (p / "model.safetensors").is_file():
-            raise AdvkitError(f"train.init: no model.safetensors in {p}")
-        p = p / "model.safetensors"
-    elif not p.is_file():
+    p = checkpoint_file(path)
+    if not p.is_file():
         raise AdvkitError(f"train.init: checkpoint not found: {p}")
     meta = read_metadata(p)  # refuses GAN checkpoints and foreign files
     state, own = load_file(str(p)), model.state_dict()
