@@ -266,6 +266,7 @@ def markdown(result: dict) -> str:
            "",
            f"Targets (`{TARGET_CONFIG}` only): IS >= {t['is_min']}, min class share >= {t['min_class_share']:.0%}, "
            f"FD/floor <= {t['fd_ratio_max']:g}, <= {t['epochs_max']} epochs.", "",
+           f"Config overrides (every config): {', '.join(f'`{x}`' for x in result['sets']) or 'none'}.", "",
            "| config | loss | epochs | s/epoch | IS | min class share | FD | FD floor | FD/floor | KID | "
            f"D acc clean / PGD-20 at eps {D_EPS:g} | dg~FD Spearman | targets |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

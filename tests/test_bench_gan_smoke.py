@@ -3,6 +3,7 @@ from full runs, recorded in bench/results/)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -55,3 +56,11 @@ def test_gan_mnist_quick(tmp_path):
     assert line.startswith(f"{gen}: IS {row['is']:.2f}, min class share {row['min_class_share']:.1%}, "
                            f"FD {row['fd']:.3f} "), (line, row)
     assert "training runs in" not in p.stdout  # scoring trains nothing
+
+    # the table a full run writes names the overrides it ran with (e.g. a --set batch size)
+    spec = importlib.util.spec_from_file_location("gan_mnist_bench", REPO / "bench" / "gan_mnist.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    md = bench.markdown(r)
+    assert "Config overrides (every config): " in md and "`epochs=1`" in md and "`model.g_width=8`" in md
+    assert "| dcgan_mnist | nonsaturating | 1 |" in md
