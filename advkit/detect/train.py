@@ -25,6 +25,7 @@ from advkit.detect.config import DetectorConfig
 from advkit.detect.evaluate import evaluate_detector
 from advkit.errors import AdvkitError
 from advkit.eval.detection import data_info, detection_report, detector_entry
+from advkit.models import RUN_CHECKPOINT
 from advkit.report import write_reports
 from advkit.train.trainer import BatchTransform, train_classifier
 from advkit.utils import atomic_write_json, atomic_write_text
@@ -110,7 +111,8 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     t0 = time.perf_counter()
     evaluation = evaluate_detector(model, sets["test"], sets["val"], cfg.evaluation, device, seed=cfg.train.seed,
                                    batch_size=cfg.train.eval_batch_size)
-    source = str(out / "model.safetensors") if out is not None else cfg.train.model.name
+    model_file = str(out / RUN_CHECKPOINT) if out is not None else None
+    source = model_file or cfg.train.model.name
     config = to_dict(cfg)
     harness = detection_report(config=config, data=data_info(train.name, sets["test"]),
                                models=[detector_entry(out.name if out is not None else "detector", source,
@@ -118,7 +120,7 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
                                gates=cfg.gates, device=device, total_s=time.perf_counter() - t0)
     report = {"kind": "detector", "config": config, "data": data_summary(sets, cfg.data),
               "training": metrics, "evaluation": evaluation,
-              "model": str(out / "model.safetensors") if out is not None else None}
+              "model": model_file}
     if out is not None:
         write_reports(harness, out)  # report.json/.md/.html, junit.xml: the harness's formats and gates
         atomic_write_json(out / REPORT, report)

@@ -114,8 +114,10 @@ class ModelSpec:
             return self.name
         if self.model:
             from pathlib import Path
+
+            from advkit.models import RUN_CHECKPOINT
             p = Path(self.model)
-            return p.parent.name if p.name == "model.safetensors" else p.stem if p.suffix else self.model
+            return p.parent.name if p.name == RUN_CHECKPOINT else p.stem if p.suffix else self.model
         return "ensemble"
 
 

@@ -23,7 +23,7 @@ from advkit.attacks import pgd
 from advkit.config import to_dict, to_yaml
 from advkit.data import ArrayDataset, load_dataset
 from advkit.errors import AdvkitError
-from advkit.models import Normalized, create_model, save
+from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
 from advkit.train.config import TrainConfig
 from advkit.train.distributed import Dist, init_distributed, shutdown
 from advkit.train.objectives import get_objective
@@ -375,7 +375,7 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, data
         log.info("keeping epoch %d, the best by held-out PGD accuracy (guard.keep: best)", best_epoch)
     final.eval()
     if out is not None and d.main:
-        save(final, out / "model.safetensors", **_meta(cfg_dict, data_name, train_all, metrics))
+        save(final, out / RUN_CHECKPOINT, **_meta(cfg_dict, data_name, train_all, metrics))
     return final, metrics
 
 
