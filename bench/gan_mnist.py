@@ -173,13 +173,20 @@ def discriminator_robustness(d_path: Path, G: torch.nn.Module, real: torch.Tenso
             "d_n": len(x)}
 
 
-def generator_from_ckpt(path: Path, cfg: GanConfig, device: torch.device) -> DCGANGenerator:
-    """The sampling generator (the EMA copy when there is one) of a trainer's ``last.ckpt``."""
+def generators_from_ckpt(path: Path, cfg: GanConfig, device: torch.device) -> tuple[DCGANGenerator, DCGANGenerator | None]:
+    """The sampling generator (the EMA copy when there is one) of a trainer's ``last.ckpt``, and the raw G
+    beside it when the sampling one is an EMA (else None)."""
     st = torch.load(path, map_location="cpu", weights_only=True)
-    state = st["G_ema"] if st.get("G_ema") is not None else st["G"]
-    G = build_generator(cfg, img_size=28, channels=1)
-    G.load_state_dict(state)
-    return G.to(device).eval()
+    nets = []
+    for state in (st["G_ema"] if st.get("G_ema") is not None else st["G"],
+                  st["G"] if st.get("G_ema") is not None else None):
+        if state is None:
+            nets.append(None)
+            continue
+        G = build_generator(cfg, img_size=28, channels=1)
+        G.load_state_dict(state)
+        nets.append(G.to(device).eval())
+    return nets[0], nets[1]
 
 
 def run_config(name: str, sets: list[str], judge: Judge, run_root: Path, epoch_fd: bool) -> dict:
@@ -206,12 +213,18 @@ def run_config(name: str, sets: list[str], judge: Judge, run_root: Path, epoch_f
         line += f" {m['time_s']:.1f}s"
         if per_epoch_on and (run_dir / "last.ckpt").is_file():
             t0 = time.perf_counter()
+            G_sample, G_raw = generators_from_ckpt(run_dir / "last.ckpt", cfg, device)
             with torch.random.fork_rng(devices=[]):
-                s = judge.score(generator_from_ckpt(run_dir / "last.ckpt", cfg, device))
-            per_epoch.append({"epoch": m["epoch"], "dg": m.get("dg"), "dg_g_step": m.get("dg_g_step"),
-                              "fd": s["fd"], "is": s["is"], "min_class_share": s["min_class_share"]})
-            eval_s += time.perf_counter() - t0
+                s = judge.score(G_sample)
+                raw = judge.score(G_raw) if G_raw is not None else None
+            entry = {"epoch": m["epoch"], "dg": m.get("dg"), "dg_g_step": m.get("dg_g_step"),
+                     "fd": s["fd"], "is": s["is"], "min_class_share": s["min_class_share"]}
             line += f" | FD {s['fd']:.3f} IS {s['is']:.2f}"
+            if raw is not None:  # with ema_g the samples come from the EMA; the raw G is scored beside it
+                entry["raw_g"] = {k: raw[k] for k in ("fd", "is", "min_class_share")}
+                line += f" (raw G: FD {raw['fd']:.3f} IS {raw['is']:.2f})"
+            per_epoch.append(entry)
+            eval_s += time.perf_counter() - t0
         print(line, flush=True)
 
     t0 = time.perf_counter()

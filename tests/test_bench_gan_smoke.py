@@ -59,9 +59,40 @@ def test_gan_mnist_quick(tmp_path):
     assert "training runs in" not in p.stdout  # scoring trains nothing
 
     # the table a full run writes names the overrides it ran with (e.g. a --set batch size)
+    md = _bench_module().markdown(r)
+    assert "Config overrides (every config): " in md and "`epochs=1`" in md and "`model.g_width=8`" in md
+    assert "| dcgan_mnist | nonsaturating | 1 |" in md
+
+
+def _bench_module():
     spec = importlib.util.spec_from_file_location("gan_mnist_bench", REPO / "bench" / "gan_mnist.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    md = bench.markdown(r)
-    assert "Config overrides (every config): " in md and "`epochs=1`" in md and "`model.g_width=8`" in md
-    assert "| dcgan_mnist | nonsaturating | 1 |" in md
+    return bench
+
+
+def test_per_epoch_generators_from_a_resume_checkpoint(tmp_path):
+    """With ema_g the bench samples from the EMA copy and scores the raw G beside it; without, only G."""
+    import torch
+
+    from advkit.config import load_config
+    from advkit.gan import GanConfig
+
+    bench = _bench_module()
+    cfg = load_config(GanConfig, REPO / "configs" / "gan" / "dcgan_mnist.yaml", ["model.g_width=8", "model.z_dim=4"])
+    torch.manual_seed(0)
+    G, G_ema = (bench.build_generator(cfg, img_size=28, channels=1) for _ in range(2))
+    z = torch.randn(3, 4)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"G": G.state_dict(), "G_ema": G_ema.state_dict()}, ckpt)
+    sample, raw = bench.generators_from_ckpt(ckpt, cfg, torch.device("cpu"))
+    with torch.no_grad():
+        want_ema, want_raw = G_ema.eval()(z), G.eval()(z)
+        assert not torch.allclose(want_ema, want_raw)  # two different nets, so the check below can fail
+        torch.testing.assert_close(sample(z), want_ema)
+        torch.testing.assert_close(raw(z), want_raw)
+    torch.save({"G": G.state_dict(), "G_ema": None}, ckpt)
+    sample, raw = bench.generators_from_ckpt(ckpt, cfg, torch.device("cpu"))
+    assert raw is None
+    with torch.no_grad():
+        torch.testing.assert_close(sample(z), want_raw)
