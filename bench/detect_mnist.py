@@ -3,7 +3,7 @@
 Targets: the plain detector's clean AUC >= 0.99 and its AUC under targeted PGD-20 at eps 16/255 (fakes pushed
 towards "real") below 0.2; the hardened detector keeps that robust AUC >= 0.9 with clean AUC >= 0.98. Both
 train on real MNIST digits against samples of one DCGAN generator checkpoint (``--generator``, e.g. the
-``generator.safetensors`` of ``advkit train gan -c configs/gan/dcgan_mnist.yaml --out runs/gan``).
+``generator.safetensors`` of ``advkit train gan -c configs/gan/dcgan_mnist_paper.yaml --out runs/gan``).
 
     python bench/detect_mnist.py --generator runs/gan/generator.safetensors
     python bench/detect_mnist.py --generator G.safetensors --quick --out /tmp/d.json   # smoke run

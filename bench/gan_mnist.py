@@ -1,17 +1,21 @@
 """MNIST GAN benchmark (issue 5): sample quality of DCGAN configs at the same budget, judged in the features of
-advkit's default MNIST classifier (a LeNet, ~99% test accuracy) instead of Inception-v3.
+a classifier advkit trains on MNIST (domain features) instead of Inception-v3.
 
 Target for the non-saturating DCGAN (configs/gan/dcgan_mnist.yaml), on two CPU cores within 5 epochs: domain
-Inception-style score >= 9.0 (real test digits score ~9.9), every digit class >= 5% of the samples, and a
-Frechet distance within 5x the train-vs-test floor (the FD between real training and real test digits).
-Wall time per epoch is recorded. The other configs (minimax, WGAN-GP, hinge, the duality-gap objective,
-hardened D) are compared at the same settings, with each final discriminator's accuracy (real test digits vs
+Inception-style score >= 9.0 (real test digits score ~9.9 with a good classifier), every digit class >= 5% of
+the samples, and a Frechet distance within 5x the train-vs-test floor (the FD between real training and real
+test digits). Full runs judge by configs/train/mnist_judge.yaml (a LeNet trained 8 epochs, 99.3%: real test
+digits score 9.85; trained on first use and cached); ``--quick`` and ``--judge default`` use advkit's default
+MNIST LeNet (2 epochs, 98.8%, real digits 9.59). Wall time per epoch is recorded. The other configs (the
+paper's nets alone, minimax, WGAN-GP, hinge, least squares, the duality-gap objective, hardened D; all on the
+paper's nets) are compared at the same settings, with each final discriminator's accuracy (real test digits vs
 fresh fakes) clean and under PGD-20 at eps 0.1; a run that logs the duality gap (``--set dg.every=N``) also gets the FD of every epoch's
 generator and the Spearman rank correlation between the duality gap and FD across epochs. Every config gets
 the same number of epochs (``--epochs``, default 5; WGAN-GP's 5 critic steps per G step mean fewer G steps).
 
     python bench/gan_mnist.py                                  # all MNIST configs, 10,000 samples each
-    python bench/gan_mnist.py --configs dcgan_mnist --set dg.every=200
+    python bench/gan_mnist.py --configs dcgan_mnist --epoch-fd # the target recipe, every epoch scored
+    python bench/gan_mnist.py --configs dcgan_mnist_paper --set dg.every=200
     python bench/gan_mnist.py --quick --out /tmp/gan.json      # smoke run: tiny nets, 512 images, 1 epoch
 """
 
@@ -45,10 +49,11 @@ from advkit.train.default import get_default_model  # noqa: E402
 from advkit.utils import resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_CONFIGS = ("dcgan_mnist,dcgan_mnist_minimax,dcgan_mnist_wgangp,dcgan_mnist_hinge,dcgan_mnist_lsgan,"
+ALL_CONFIGS = ("dcgan_mnist,dcgan_mnist_paper,dcgan_mnist_minimax,dcgan_mnist_wgangp,dcgan_mnist_hinge,dcgan_mnist_lsgan,"
                "dcgan_mnist_dg,dcgan_mnist_hardened")
 D_EPS = 0.1  # the radius at which every config's discriminator is attacked (the hardened config trains at it)
 TARGET_CONFIG = "dcgan_mnist"  # the issue sets its targets for the non-saturating DCGAN only
+JUDGE = REPO / "configs" / "train" / "mnist_judge.yaml"  # the full runs' domain classifier (real digits 9.85)
 TARGETS = {"is_min": 9.0, "min_class_share": 0.05, "fd_ratio_max": 5.0, "epochs_max": 5}
 NUM_CLASSES = 10
 
@@ -299,7 +304,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=ALL_CONFIGS,
-                    help="comma-separated names in configs/gan/ or YAML paths (default: the seven MNIST configs)")
+                    help="comma-separated names in configs/gan/ or YAML paths (default: the eight MNIST configs)")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE override applied to every config")
     ap.add_argument("--epochs", type=int, default=None,
                     help="the common budget, set on every config (default 5, quick 1; 0 = each config's own)")
@@ -314,7 +319,8 @@ def main() -> None:
     ap.add_argument("--judge", default=None,
                     help="the domain classifier: a checkpoint (an `advkit train classifier` run folder or "
                          ".safetensors) or a classifier config YAML, trained on first use and cached (e.g. "
-                         "configs/train/mnist_judge.yaml); default advkit's default MNIST LeNet")
+                         "configs/train/mnist_judge.yaml, the default of full runs); 'default': advkit's "
+                         "default MNIST LeNet (the default of --quick)")
     ap.add_argument("--score", nargs="+", default=None, metavar="GENERATOR",
                     help="only score these generator checkpoints (no training); prints one line each")
     args = ap.parse_args()
@@ -334,7 +340,8 @@ def main() -> None:
     if args.data_root:
         sets.append(f"data.root={args.data_root}")
     sets += args.set
-    judge = Judge(n, args.data_root, args.seed, judge_path=args.judge)
+    judge_path = args.judge or (None if args.quick else str(JUDGE))
+    judge = Judge(n, args.data_root, args.seed, judge_path=None if judge_path == "default" else judge_path)
     print(f"domain classifier {judge.path} ({judge.classifier['test_acc']:.2%} test accuracy); "
           f"IS of real test digits {judge.reference['is_test']:.2f}, FD floor {judge.fd_floor:.4f}", flush=True)
     if args.score:

@@ -48,15 +48,17 @@ def test_gan_mnist_quick(tmp_path):
     assert (tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors").is_file()
 
     # --score: the same generator judged again by the same classifier, given as a checkpoint, without training
+    # ("default" names the quick run's judge, advkit's default LeNet, without its path)
     gen = tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors"
-    p = subprocess.run([sys.executable, str(REPO / "bench" / "gan_mnist.py"), "--score", str(gen),
-                        "--judge", clf["path"], "--n-samples", "200"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-2000:]
-    line = p.stdout.strip().splitlines()[-1]
-    assert line.startswith(f"{gen}: IS {row['is']:.2f}, min class share {row['min_class_share']:.1%}, "
-                           f"FD {row['fd']:.3f} "), (line, row)
-    assert "training runs in" not in p.stdout  # scoring trains nothing
+    for judge in (clf["path"], "default"):
+        p = subprocess.run([sys.executable, str(REPO / "bench" / "gan_mnist.py"), "--score", str(gen),
+                            "--judge", judge, "--n-samples", "200"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, p.stderr[-2000:]
+        line = p.stdout.strip().splitlines()[-1]
+        assert line.startswith(f"{gen}: IS {row['is']:.2f}, min class share {row['min_class_share']:.1%}, "
+                               f"FD {row['fd']:.3f} "), (judge, line, row)
+        assert "training runs in" not in p.stdout  # scoring trains nothing
 
     # the table a full run writes names the overrides it ran with (e.g. a --set batch size)
     md = _bench_module().markdown(r)
@@ -82,6 +84,9 @@ def test_per_epoch_generators_from_a_resume_checkpoint(tmp_path):
     cfg = load_config(GanConfig, REPO / "configs" / "gan" / "dcgan_mnist.yaml", ["model.g_width=8", "model.z_dim=4"])
     torch.manual_seed(0)
     G, G_ema = (bench.build_generator(cfg, img_size=28, channels=1) for _ in range(2))
+    with torch.no_grad():  # DCGAN's N(0, 0.02) init leaves fresh deep nets near-constant: make the two differ
+        for p in G_ema.parameters():
+            p.add_(torch.randn_like(p))
     z = torch.randn(3, 4)
     ckpt = tmp_path / "last.ckpt"
     torch.save({"G": G.state_dict(), "G_ema": G_ema.state_dict()}, ckpt)
