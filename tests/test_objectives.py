@@ -263,3 +263,64 @@ def test_fast_adversarial_training_beats_clean_training_under_pgd():
 def test_fgsm_refuses_l2():
     with pytest.raises(AdvkitError, match="fgsm is an L-inf objective"):
         get_objective("fgsm", eps=0.1, norm="l2")
+
+
+# --- classes: hardening only the samples of some labels (a detector's one-sided evasion threat) ---
+
+def _mixed_batch(n: int = 8, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.tensor([0, 1] * (n // 2))
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_classes_perturbs_only_the_selected_labels(name):
+    rec = Recorder(tiny_cnn(num_classes=2)).train()
+    x, y = _mixed_batch()
+    loss, logits = get_objective(name, eps=EPS, classes=(1,))(rec, x, y, generator=_gen())
+    assert torch.isfinite(loss) and logits.shape == (len(y), 2)
+    trained = [c for c, training in rec.calls if training]
+    sel = y == 1
+    if name == "trades":  # the clean forward on the whole batch, then the KL forward on the fakes only
+        assert len(trained) == 2 and torch.equal(trained[0], x)
+        x_adv = trained[1]
+        assert len(x_adv) == int(sel.sum())
+        moved = per_sample_norm(x_adv - x[sel], "linf")
+    else:  # every sample trains; only the selected ones moved
+        x_adv = trained[-1]
+        assert x_adv.shape == x.shape and torch.equal(x_adv[~sel], x[~sel])
+        moved = per_sample_norm(x_adv[sel] - x[sel], "linf")
+    assert (moved > 0).all() and (moved <= EPS + 1e-6).all()
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_classes_covering_every_label_is_the_default(name):
+    model, (x, y) = tiny_cnn(num_classes=2).train(), _mixed_batch()
+    a, _ = get_objective(name, eps=EPS)(model, x, y, generator=_gen(5))
+    b, _ = get_objective(name, eps=EPS, classes=(0, 1))(model, x, y, generator=_gen(5))
+    assert_close(a, b)
+
+
+def test_trades_classes_averages_the_kl_over_the_selected_samples():
+    model, (x, y) = tiny_cnn(num_classes=2).train(), _mixed_batch()
+    ce = F.cross_entropy(model(x), y)
+    obj = get_objective("trades", eps=EPS, beta=2.0, classes=(1,))
+    assert_close(get_objective("trades", eps=EPS, beta=0.0, classes=(1,))(model, x, y, generator=_gen())[0], ce)
+    kl = obj(model, x, y, generator=_gen())[0] - ce
+    assert kl > 0
+    only_reals = y[y == 0]  # a batch without the hardened label trains clean
+    loss, _ = obj(model, x[y == 0], only_reals, generator=_gen())
+    assert_close(loss, F.cross_entropy(model(x[y == 0]), only_reals))
+    # the selected samples' KL term, computed on them alone, is the same average
+    fakes = get_objective("trades", eps=EPS, beta=2.0)(model, x[y == 1], y[y == 1], generator=_gen())[0]
+    assert_close(kl, fakes - F.cross_entropy(model(x[y == 1]), y[y == 1]))
+
+
+@pytest.mark.parametrize("classes", [(), (-1,), ("a",), (True,)])
+def test_bad_classes_raise(classes):
+    with pytest.raises(AdvkitError, match="classes"):
+        get_objective("pgd", eps=EPS, classes=classes)
+
+
+def test_clean_objective_refuses_classes():
+    with pytest.raises(AdvkitError, match="clean"):
+        get_objective("clean", classes=(1,))

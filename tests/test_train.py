@@ -209,6 +209,9 @@ def test_bf16_channels_last_label_smoothing_ema_grad_clip_on_cpu(tmp_path):
     (["device=cuda"], "CUDA is not available"),
     (["amp=fp16", "device=cpu"], "fp16 needs a CUDA device"),
     (["batch_size=0"], "must be >= 1"),
+    (["objective.name=pgd", "objective.eps=0.1", "objective.classes=[10]"],
+     "objective.classes: label 10 does not exist in mnist (10 classes)"),
+    (["objective.name=trades", "objective.eps=0.1", "objective.classes=[]"], "classes must be a non-empty list"),
 ])
 def test_bad_config_is_one_clear_line(tmp_path, sets, message):
     if "device=cuda" in sets and torch.cuda.is_available():

@@ -65,6 +65,7 @@ class ObjectiveConfig:
     mix: float = 0.5                # fgsm: weight of the clean term
     beta: float = 6.0               # trades: weight of the KL term
     eps_ramp: int = 0               # epochs over which eps (and alpha) grow linearly to their values; 0 = off
+    classes: tuple[int, ...] | None = None  # harden only these labels (detectors: [1], the fakes); default all
 
     def __post_init__(self) -> None:
         if self.eps_ramp < 0:

@@ -206,11 +206,15 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, data
         strong adversary on an untrained net can pin it at the class prior, as PGD training at eps 0.3 does)."""
         frac = min(1.0, epoch / o.eps_ramp) if o.eps_ramp > 0 else 1.0
         return get_objective(o.name, eps=o.eps * frac, alpha=None if o.alpha is None else o.alpha * frac,
-                             steps=o.steps, norm=o.norm, mix=o.mix, beta=o.beta, loss_fn=loss_fn)
+                             steps=o.steps, norm=o.norm, mix=o.mix, beta=o.beta, loss_fn=loss_fn,
+                             classes=o.classes)
 
     objective = objective_at(cfg.epochs)  # validates the config before any work
     out = Path(out_dir) if out_dir is not None else None
     resuming = out is not None and resume and (out / CKPT).is_file()
+    if o.classes is not None and max(o.classes) >= train_all.num_classes:
+        raise AdvkitError(f"objective.classes: label {max(o.classes)} does not exist in {train_all.name} "
+                          f"({train_all.num_classes} classes)")
     raw = build_model(cfg, train_all)
     if cfg.init is not None and not resuming:  # a resumed run takes its weights from last.ckpt
         load_init(raw, cfg.init)
