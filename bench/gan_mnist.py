@@ -49,8 +49,8 @@ from advkit.train.default import get_default_model  # noqa: E402
 from advkit.utils import resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_CONFIGS = ("dcgan_mnist,dcgan_mnist_paper,dcgan_mnist_minimax,dcgan_mnist_wgangp,dcgan_mnist_hinge,dcgan_mnist_lsgan,"
-               "dcgan_mnist_dg,dcgan_mnist_hardened")
+ALL_CONFIGS = ("dcgan_mnist,dcgan_mnist_paper,dcgan_mnist_minimax,dcgan_mnist_wgangp,dcgan_mnist_hinge,"
+               "dcgan_mnist_lsgan,dcgan_mnist_dg,dcgan_mnist_hardened")
 D_EPS = 0.1  # the radius at which every config's discriminator is attacked (the hardened config trains at it)
 TARGET_CONFIG = "dcgan_mnist"  # the issue sets its targets for the non-saturating DCGAN only
 JUDGE = REPO / "configs" / "train" / "mnist_judge.yaml"  # the full runs' domain classifier (real digits 9.85)
@@ -178,20 +178,20 @@ def discriminator_robustness(d_path: Path, G: torch.nn.Module, real: torch.Tenso
             "d_n": len(x)}
 
 
-def generators_from_ckpt(path: Path, cfg: GanConfig, device: torch.device) -> tuple[DCGANGenerator, DCGANGenerator | None]:
-    """The sampling generator (the EMA copy when there is one) of a trainer's ``last.ckpt``, and the raw G
-    beside it when the sampling one is an EMA (else None)."""
+def generators_from_ckpt(path: Path, cfg: GanConfig,
+                         device: torch.device) -> tuple[DCGANGenerator, DCGANGenerator | None]:
+    """The sampling generator of a trainer's ``last.ckpt`` (the EMA copy when there is one), and the raw G
+    when the sampling one is an EMA (else None)."""
     st = torch.load(path, map_location="cpu", weights_only=True)
-    nets = []
-    for state in (st["G_ema"] if st.get("G_ema") is not None else st["G"],
-                  st["G"] if st.get("G_ema") is not None else None):
-        if state is None:
-            nets.append(None)
-            continue
+
+    def build(state: dict) -> DCGANGenerator:
         G = build_generator(cfg, img_size=28, channels=1)
         G.load_state_dict(state)
-        nets.append(G.to(device).eval())
-    return nets[0], nets[1]
+        return G.to(device).eval()
+
+    if st.get("G_ema") is None:
+        return build(st["G"]), None
+    return build(st["G_ema"]), build(st["G"])
 
 
 def run_config(name: str, sets: list[str], judge: Judge, run_root: Path, epoch_fd: bool) -> dict:

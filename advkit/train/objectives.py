@@ -49,7 +49,8 @@ def get_objective(name: str, *, eps: float = 0.0, alpha: float | None = None, st
     ``pgd`` and ``trades``; ``mix``: weight of the clean term of ``fgsm``; ``beta``: weight of the KL term
     of ``trades``; ``loss_fn``: per-sample loss, default cross-entropy; ``classes``: harden only the samples
     of these labels (the others train clean), for one-sided threats such as a detector's evasion, where
-    only fakes are pushed across (``(1,)``); default all. Parameters an objective does not use are ignored. Bad values raise :class:`AdvkitError`; a step larger than ``eps`` warns.
+    only fakes are pushed across (``(1,)``); default all. Parameters an objective does not use are
+    ignored. Bad values raise :class:`AdvkitError`; a step larger than ``eps`` warns.
     """
     factory = _OBJECTIVES.get(name)
     eps = check_eps(eps, norm)
