@@ -18,6 +18,7 @@ from advkit.data.realfake import build_realfake
 from advkit.data.transforms import Augment
 from advkit.detect.config import NO_AUGMENT, DetectEvalConfig, DetectorConfig
 from advkit.detect.evaluate import LAUNDERING, evaluate_detector, roc_points
+from advkit.detect.metrics import roc_auc
 from advkit.detect.train import REPORT, augment_batch, data_name, train_detector
 from advkit.errors import AdvkitError
 from advkit.eval.config import LAUNDERING_NAMES
@@ -219,6 +220,10 @@ def test_config_validation():
     cfg = load_config(DetectorConfig, None, ["evaluation.eps=[16/255, 0.5]"])
     assert cfg.evaluation.eps == pytest.approx((16 / 255, 0.5))
     assert cfg.augment == NO_AUGMENT  # augmentation is off unless a config asks for it
+    assert cfg.ensemble == 1
+    for bad in ("0", "-1", "1.5", "true", "two"):
+        with pytest.raises(AdvkitError, match="ensemble"):
+            load_config(DetectorConfig, None, [f"ensemble={bad}"])
 
 
 def test_resume_refuses_other_data(trained):
@@ -270,6 +275,40 @@ def test_cli_end_to_end_and_errors(gens, tmp_path, capsys):
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and fragment in lines[0], err
         assert "Traceback" not in err
+
+
+def test_ensemble_detector_trains_its_members_and_averages_their_logits(gens, tmp_path, capsys):
+    """``ensemble: 2`` through the CLI: two members with seeds 0 and 1 in OUT/member0 and OUT/member1, the
+    detector in OUT/model.safetensors is their logit mean, and it is what the evaluation scored."""
+    out = tmp_path / "run"
+    args = ["--set", "ensemble=2", "--set", "evaluation.eps=[128/255]", "--set", "evaluation.pgd_steps=2"]
+    code, stdout, err = _run(capsys, "train", "detector", *(a for s in _tiny_sets(gens, n=100)
+                                                            for a in ("--set", s.replace("epochs=2", "epochs=1"))),
+                             *args, "--out", out)
+    assert code == 0, err
+    assert "an ensemble of 2 (seeds 0-1)" in stdout and "member 0  epoch   1" in stdout
+    assert "member 1  epoch   1" in stdout
+    members = [load(out / f"member{k}") for k in range(2)]
+    detector = load(out)
+    assert detector.spec["arch"] == "ensemble" and len(detector.net.members) == 2
+    assert read_metadata(out)["ensemble"] == 2 and read_metadata(out)["classes"] == ["real", "fake"]
+    cfg = load_config(DetectorConfig, out / "detector.yaml")
+    assert cfg.ensemble == 2
+    test = build_realfake(cfg.data, root=cfg.data_root)["test"]
+    x = test.images.float() / 255
+    with torch.no_grad():
+        a, b, both = members[0](x), members[1](x), detector(x)
+    assert not torch.allclose(a, b, atol=1e-3)  # different seeds, different members
+    torch.testing.assert_close(both, (a + b) / 2, rtol=1e-5, atol=1e-5)
+    report = json.loads((out / REPORT).read_text())
+    assert [m["seed"] for m in report["training"]["members"]] == [0, 1]
+    scores = torch.softmax(both, 1)[:, 1].double()
+    assert report["evaluation"]["clean"]["auc"] == pytest.approx(roc_auc(scores, test.labels), abs=1e-9)
+    # a finished ensemble resumes without training again: same members, same detector
+    _, again = train_detector(cfg, out, resume=True)
+    assert [m["epoch"] for m in again["training"]["members"]] == [1, 1]
+    with torch.no_grad():
+        torch.testing.assert_close(load(out)(x), both, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs" / "detect").glob("*.yaml")

@@ -12,12 +12,15 @@ import pytest
 import torch
 
 from advkit import AdvkitError
-from advkit.models import Normalized, checkpoint_file, create_model, list_models, load, read_metadata, save
+from advkit.models import (Normalized, checkpoint_file, create_model, ensemble, list_models, load, read_metadata,
+                           save)
 from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device
 from conftest import tiny_cnn
 
 # (in_chans, input_size) a registered model is meant for; anything new gets a CIFAR-like input
 SHAPES = {"lenet": (1, 28), "small_cnn": (1, 28), "preact_resnet18": (3, 32)}
+# every registered model that builds from its name alone; an ensemble is built from members (tested below)
+STANDALONE = [n for n in list_models() if n != "ensemble"]
 
 
 def _shape(name: str) -> tuple[int, int]:
@@ -47,7 +50,7 @@ def test_list_models_has_the_builtin_nets():
     assert all(not n.startswith("timm:") for n in names)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", STANDALONE)
 def test_every_registered_model_gives_finite_logits(name):
     c, s = _shape(name)
     torch.manual_seed(0)
@@ -61,7 +64,7 @@ def test_every_registered_model_gives_finite_logits(name):
     assert out.std() > 0  # not a constant (dead) output
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", STANDALONE)
 def test_every_registered_model_round_trips_through_a_checkpoint(name, tmp_path):
     c, s = _shape(name)
     torch.manual_seed(1)
@@ -81,6 +84,50 @@ def test_every_registered_model_round_trips_through_a_checkpoint(name, tmp_path)
     assert loaded.normalization == model.normalization == {"mean": mean, "std": std}
     assert loaded.meta["model"]["arch"] == name
     assert loaded.meta["dataset"] == "unit-test" and loaded.meta["metrics"] == {"acc": 0.25}
+
+
+def test_ensemble_is_the_mean_of_its_members_logits_and_round_trips(tmp_path):
+    torch.manual_seed(2)
+    a = create_model("small_cnn", num_classes=3, in_chans=3, input_size=32).eval()
+    b = create_model("lenet", num_classes=3, in_chans=3, input_size=32, mean=[0.5] * 3, std=[0.25] * 3).eval()
+    ens = ensemble([a, b])
+    x = _input(3, 32, n=4).requires_grad_(True)
+    out = ens(x)
+    expected = (a(x) + b(x)) / 2
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(out, a(x), atol=1e-3) and not torch.allclose(out, b(x), atol=1e-3)
+    # differentiable end to end: the input gradient is the mean of the members' (attacks see all members)
+    (g,) = torch.autograd.grad(out[:, 0].sum(), x)
+    (ga,) = torch.autograd.grad(a(x)[:, 0].sum(), x)
+    (gb,) = torch.autograd.grad(b(x)[:, 0].sum(), x)
+    torch.testing.assert_close(g, (ga + gb) / 2, rtol=1e-5, atol=1e-7)
+    assert not ens.training and ens.spec["arch"] == "ensemble" and ens.normalization is None
+    # the weights were copied: changing a member afterwards leaves the ensemble alone
+    with torch.no_grad():
+        a.net.fc2.bias.add_(5.0)
+    torch.testing.assert_close(ens(x), expected, rtol=1e-6, atol=1e-6)
+    loaded = load(save(ens, tmp_path / "ens.safetensors", dataset="unit-test"))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), ens(x))
+    assert loaded.spec == ens.spec
+    assert [m.normalization for m in loaded.net.members] == [None, {"mean": [0.5] * 3, "std": [0.25] * 3}]
+
+
+def test_ensemble_errors():
+    a = create_model("small_cnn", num_classes=2, in_chans=1, input_size=28)
+    with pytest.raises(AdvkitError, match="at least one"):
+        ensemble([])
+    with pytest.raises(AdvkitError, match="advkit models"):
+        ensemble([a, a.net])
+    with pytest.raises(AdvkitError, match="member 1 .* differs"):
+        ensemble([a, create_model("small_cnn", num_classes=3, in_chans=1, input_size=28)])
+    with pytest.raises(AdvkitError, match="at least one member"):
+        create_model("ensemble", num_classes=2, in_chans=1, input_size=28)
+    spec = {**a.spec, "normalization": None}
+    with pytest.raises(AdvkitError, match="member 0 .*takes"):
+        create_model("ensemble", num_classes=2, in_chans=3, input_size=28, members=[spec])
+    with pytest.raises(AdvkitError, match="member 0: not a model spec"):
+        create_model("ensemble", num_classes=2, in_chans=1, input_size=28, members=["small_cnn"])
 
 
 def test_timm_resnet18_round_trip(tmp_path):

@@ -77,6 +77,7 @@ def detector(config_path, sets, out, data_root, resume):
     of the config's `gates:` fails.
     """
     import dataclasses
+    import os
 
     from advkit.config import load_config
     from advkit.detect.config import DetectorConfig
@@ -91,9 +92,14 @@ def detector(config_path, sets, out, data_root, resume):
     out_dir = Path(out) if out else default_out("detector")
     o = cfg.train.objective
     what = o.name if o.name == "clean" else f"{o.name}, eps {o.eps:.4g}"
-    click.echo(f"training detector {cfg.train.model.name} on {data_name(cfg.data)} ({what}, {cfg.train.epochs} "
-               f"epochs) -> {out_dir}")
+    members = (f", an ensemble of {cfg.ensemble} (seeds {cfg.train.seed}-{cfg.train.seed + cfg.ensemble - 1})"
+               if cfg.ensemble > 1 else "")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks for the run
+        click.echo(f"training detector {cfg.train.model.name} on {data_name(cfg.data)} ({what}, "
+                   f"{cfg.train.epochs} epochs{members}) -> {out_dir}")
     _, report = train_detector(cfg, out_dir, progress=True, resume=resume, on_epoch=_print_detector_epoch)
+    if "evaluation" not in report:  # another rank under torchrun: rank 0 evaluates, reports and gates
+        return
     click.echo(summary_text(report["evaluation"]))
     click.echo(f"model: {out_dir / 'model.safetensors'}; reports: {out_dir / 'report.html'} (also .md, .json, "
                f"junit.xml) and {out_dir / 'detect_report.json'}")
@@ -109,7 +115,8 @@ def detector(config_path, sets, out, data_root, resume):
 
 def _print_detector_epoch(m: dict) -> None:
     rob = "" if m.get("robust_acc") is None else f"  val PGD acc {m['robust_acc']:.2%}"
-    click.echo(f"epoch {m['epoch']:>3}  loss {m['train_loss']:.4f}  train acc {m['train_acc']:.2%}  "
+    member = f"member {m['member']}  " if "member" in m else ""
+    click.echo(f"{member}epoch {m['epoch']:>3}  loss {m['train_loss']:.4f}  train acc {m['train_acc']:.2%}  "
                f"val acc {m['clean_acc']:.2%}{rob}  {m['epoch_time_s']:.1f}s")
 
 

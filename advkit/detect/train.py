@@ -25,10 +25,11 @@ from advkit.detect.config import DetectorConfig
 from advkit.detect.evaluate import evaluate_detector
 from advkit.errors import AdvkitError
 from advkit.eval.detection import data_info, detection_report, detector_entry
-from advkit.models import RUN_CHECKPOINT
+from advkit.models import RUN_CHECKPOINT, ensemble, save
 from advkit.report import write_reports
+from advkit.train.distributed import init_distributed, shutdown
 from advkit.train.trainer import BatchTransform, train_classifier
-from advkit.utils import atomic_write_json, atomic_write_text
+from advkit.utils import atomic_write_json, atomic_write_text, resolve_device
 
 log = logging.getLogger(__name__)
 REPORT = "detect_report.json"
@@ -82,6 +83,44 @@ def _check_resume(out: Path, cfg: DetectorConfig) -> None:
                           f"(see {path})")
 
 
+def member_dir(out: Path, k: int) -> Path:
+    """Where member ``k`` of an ensemble detector trains (its own trainer outputs and ``last.ckpt``)."""
+    return out / f"member{k}"
+
+
+def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayDataset, ArrayDataset],
+                   progress: bool, resume: bool, on_epoch) -> tuple[nn.Module, dict]:
+    """One trainer run, or with ``cfg.ensemble`` > 1 one per member (seed ``train.seed + k``, outputs in
+    ``OUT/memberK``, each resumable) and their logit average saved as ``OUT/model.safetensors``. The
+    metrics are the trainer's, or ``{"members": [each member's]}``; ``on_epoch`` sees ``member`` too."""
+    transform = augment_batch(cfg.augment)
+    if cfg.ensemble == 1:
+        return train_classifier(cfg.train, out, progress=progress, resume=resume, on_epoch=on_epoch,
+                                datasets=datasets, batch_transform=transform)
+    models, metrics = [], []
+    # under torchrun the process group is joined once for all members (leaving and re-joining between runs
+    # races on the rendezvous)
+    d = init_distributed(resolve_device(cfg.train.device).type)
+    try:
+        for k in range(cfg.ensemble):
+            seed = cfg.train.seed + k
+            log.info("ensemble member %d of %d (seed %d)", k + 1, cfg.ensemble, seed)
+            hook = None if on_epoch is None else (lambda m, k=k: on_epoch({**m, "member": k}))
+            model, m = train_classifier(dataclasses.replace(cfg.train, seed=seed),
+                                        member_dir(out, k) if out is not None else None, progress=progress,
+                                        resume=resume, on_epoch=hook, datasets=datasets, batch_transform=transform)
+            models.append(model)
+            metrics.append({**m, "seed": seed})
+    finally:
+        shutdown(d)
+    model, metrics = ensemble(models), {"members": metrics}
+    if out is not None and os.environ.get("RANK", "0") == "0":
+        train = datasets[0]
+        save(model, out / RUN_CHECKPOINT, dataset=train.name, classes=train.classes,
+             input_shape=list(train.image_shape), config=to_dict(cfg.train), ensemble=cfg.ensemble, metrics=metrics)
+    return model, metrics
+
+
 def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, progress: bool = False,
                    resume: bool = False, on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, dict]:
     """Build the data, train (per-epoch metrics are on the val split), evaluate on the test split.
@@ -103,8 +142,7 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     train = dataclasses.replace(sets["train"], name=data_name(cfg.data))
     if out is not None:
         atomic_write_text(out / CONFIG, to_yaml(cfg))
-    model, metrics = train_classifier(cfg.train, out, progress=progress, resume=resume, on_epoch=on_epoch,
-                                      datasets=(train, sets["val"]), batch_transform=augment_batch(cfg.augment))
+    model, metrics = _train_members(cfg, out, (train, sets["val"]), progress, resume, on_epoch)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 evaluates and reports
         return model, {"training": metrics}
     device = next(model.parameters()).device

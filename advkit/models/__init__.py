@@ -10,6 +10,7 @@ from advkit.models.checkpoint import RUN_CHECKPOINT, checkpoint_file, load, read
 from advkit.models.wrappers import Normalized
 from advkit.detect import spectral as _spectral  # noqa: E402,F401  registers the "spectral" detector
 from advkit.detect import discriminator as _discriminator  # noqa: E402,F401  registers "gan_discriminator"
+from advkit.models.ensemble import ensemble  # noqa: E402  registers "ensemble"
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "checkpoint_file",
-           "RUN_CHECKPOINT", "Normalized"]
+           "RUN_CHECKPOINT", "Normalized", "ensemble"]

@@ -162,7 +162,8 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
     from tqdm.auto import tqdm
 
     device = resolve_device(cfg.device)
-    d = init_distributed(device.type)
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    d = init_distributed(device.type)  # a caller that joined the group already keeps it (several runs in a row)
     try:
         if device.type == "cuda" and d.enabled:
             device = torch.device("cuda", d.local_rank)
@@ -176,7 +177,8 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
             torch.use_deterministic_algorithms(True)
         return _train(cfg, out_dir, progress, resume, on_epoch, device, d, tqdm, datasets, batch_transform)
     finally:
-        shutdown(d)
+        if not joined:
+            shutdown(d)
 
 
 def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, datasets=None,
