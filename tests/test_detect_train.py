@@ -5,6 +5,7 @@ report, the trainer hooks (``datasets=``, ``batch_transform``) and the CLI contr
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +310,26 @@ def test_ensemble_detector_trains_its_members_and_averages_their_logits(gens, tm
     assert [m["epoch"] for m in again["training"]["members"]] == [1, 1]
     with torch.no_grad():
         torch.testing.assert_close(load(out)(x), both, rtol=0, atol=0)
+
+
+def test_torchrun_trains_an_ensemble_detector(gens, tmp_path):
+    """Two processes on gloo: both members train (the process group is joined once for both), rank 0 alone
+    prints, saves and evaluates, and the other rank exits 0 too."""
+    import subprocess
+    import sys
+
+    sets = [s.replace("epochs=2", "epochs=1") for s in _tiny_sets(gens, n=100)]
+    flags = [a for s in (*sets, "ensemble=2", "evaluation.eps=[128/255]", "evaluation.pgd_steps=2")
+             for a in ("--set", s)]
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "advkit", "train", "detector", *flags, "--out", str(tmp_path / "ddp")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-6000:]
+    assert p.stdout.count("training detector") == 1 and p.stdout.count("member 1  epoch   1") == 1
+    assert p.stdout.count("clean (test") == 1
+    detector = load(tmp_path / "ddp")
+    assert detector.spec["arch"] == "ensemble" and len(detector.net.members) == 2
+    assert json.loads((tmp_path / "ddp" / REPORT).read_text())["evaluation"]["clean"]["auc"] > 0.9
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs" / "detect").glob("*.yaml")
