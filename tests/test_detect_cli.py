@@ -17,7 +17,7 @@ import torch
 from conftest import one_error_line, run_cli
 from advkit.detect.infer import CSV_KEYS, ROW_KEYS, VIDEO_KEYS, detect_paths, load_detector
 from advkit.detect.inputs import FrameStream, Source, face_box, is_sampled
-from advkit.models import create_model, save
+from advkit.models import create_model, ensemble, save
 
 N_FRAMES, VIDEO_FPS = 30, 10
 
@@ -118,6 +118,20 @@ def test_scores_equal_the_models_softmax_on_the_same_input(det, tmp_path):
         assert r["resized_from"] == resized
     assert res.summary["scored"] == 5 and res.summary["resized"] == 3 and res.summary["errors"] == 0
     assert res.summary["images_per_s"] > 0 and res.videos == []
+
+
+def test_an_ensemble_detector_scores_the_mean_of_its_members_logits(tmp_path):
+    members = [load_detector(_detector(tmp_path / f"m{i}.safetensors", seed=i)) for i in range(2)]
+    path = save(ensemble(members), tmp_path / "ens.safetensors", classes=["real", "fake"])
+    model = load_detector(path)
+    rgb = _rgb(32, 32, 6)
+    res = detect_paths(model, [_write_rgb(tmp_path / "x.png", rgb)], workers=0)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expected = ((members[0](x) + members[1](x)) / 2).softmax(1)[0, 1].item()
+        alone = [m(x).softmax(1)[0, 1].item() for m in members]
+    torch.testing.assert_close(res.rows[0]["score_fake"], expected, rtol=0, atol=1e-6)
+    assert min(abs(expected - a) for a in alone) > 1e-4  # not one member's score
 
 
 def test_gray_detector_takes_rgb_images_as_luma(tmp_path):
