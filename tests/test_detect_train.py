@@ -323,7 +323,8 @@ def test_torchrun_trains_an_ensemble_detector(gens, tmp_path):
              for a in ("--set", s)]
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         "-m", "advkit", "train", "detector", *flags, "--out", str(tmp_path / "ddp")],
-                       cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-6000:]
     assert p.stdout.count("training detector") == 1 and p.stdout.count("member 1  epoch   1") == 1
     assert p.stdout.count("clean (test") == 1
