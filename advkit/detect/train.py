@@ -28,7 +28,7 @@ from advkit.eval.detection import data_info, detection_report, detector_entry
 from advkit.models import RUN_CHECKPOINT, ensemble, save
 from advkit.report import write_reports
 from advkit.train.distributed import init_distributed, shutdown
-from advkit.train.trainer import BatchTransform, train_classifier
+from advkit.train.trainer import BatchTransform, checkpoint_metadata, train_classifier
 from advkit.utils import atomic_write_json, atomic_write_text, resolve_device
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayD
         return train_classifier(cfg.train, out, progress=progress, resume=resume, on_epoch=on_epoch,
                                 datasets=datasets, batch_transform=transform)
     models, metrics = [], []
-    # under torchrun the process group is joined once for all members (leaving and re-joining between runs
-    # races on the rendezvous)
+    # under torchrun the process group is joined once for all members (each trainer run keeps it)
     d = init_distributed(resolve_device(cfg.train.device).type)
     try:
         for k in range(cfg.ensemble):
@@ -114,10 +113,9 @@ def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayD
     finally:
         shutdown(d)
     model, metrics = ensemble(models), {"members": metrics}
-    if out is not None and os.environ.get("RANK", "0") == "0":
-        train = datasets[0]
-        save(model, out / RUN_CHECKPOINT, dataset=train.name, classes=train.classes,
-             input_shape=list(train.image_shape), config=to_dict(cfg.train), ensemble=cfg.ensemble, metrics=metrics)
+    if out is not None and d.main:
+        save(model, out / RUN_CHECKPOINT, **checkpoint_metadata(to_dict(cfg.train), datasets[0].name, datasets[0],
+                                                                 metrics), ensemble=cfg.ensemble)
     return model, metrics
 
 

@@ -14,6 +14,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owner: bool = False  # this call joined the process group, so its shutdown leaves it
 
     @property
     def enabled(self) -> bool:
@@ -40,17 +41,21 @@ def init_distributed(device_type: str) -> Dist:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1): nccl on CUDA, gloo on CPU.
 
     Multi-node: run the same torchrun command on every node with ``--nnodes N --node_rank K
-    --rdzv_endpoint HOST:PORT``; nothing here changes.
+    --rdzv_endpoint HOST:PORT``; nothing here changes. A caller that already joined (e.g. to run several
+    trainings in a row: leaving and re-joining races on the rendezvous) keeps the group: the inner
+    :func:`shutdown` leaves it alone.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owner = not dist.is_initialized()
+    if owner:
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return Dist(rank, world, local)
+    return Dist(rank, world, local, owner)
 
 
 def shutdown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
+    """Leave the process group if ``d``'s :func:`init_distributed` call joined it."""
+    if d.owner and dist.is_initialized():
         dist.destroy_process_group()

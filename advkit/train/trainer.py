@@ -162,8 +162,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
     from tqdm.auto import tqdm
 
     device = resolve_device(cfg.device)
-    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
-    d = init_distributed(device.type)  # a caller that joined the group already keeps it (several runs in a row)
+    d = init_distributed(device.type)
     try:
         if device.type == "cuda" and d.enabled:
             device = torch.device("cuda", d.local_rank)
@@ -177,8 +176,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
             torch.use_deterministic_algorithms(True)
         return _train(cfg, out_dir, progress, resume, on_epoch, device, d, tqdm, datasets, batch_transform)
     finally:
-        if not joined:
-            shutdown(d)
+        shutdown(d)
 
 
 def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, datasets=None,
@@ -345,7 +343,8 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, data
             best_metric, best_epoch = score, epoch
             best_state = _cpu_state(model_eval)
             if out is not None and d.main:
-                save(model_eval, out / "best.safetensors", **_meta(cfg_dict, data_name, train_all, metrics))
+                save(model_eval, out / "best.safetensors",
+                     **checkpoint_metadata(cfg_dict, data_name, train_all, metrics))
         metrics["best_epoch"] = best_epoch
         lines.append(json.dumps(metrics))
         if out is not None and d.main:
@@ -381,11 +380,12 @@ def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, data
         log.info("keeping epoch %d, the best by held-out PGD accuracy (guard.keep: best)", best_epoch)
     final.eval()
     if out is not None and d.main:
-        save(final, out / RUN_CHECKPOINT, **_meta(cfg_dict, data_name, train_all, metrics))
+        save(final, out / RUN_CHECKPOINT, **checkpoint_metadata(cfg_dict, data_name, train_all, metrics))
     return final, metrics
 
 
-def _meta(cfg_dict: dict, data_name: str, data: ArrayDataset, metrics: dict) -> dict:
+def checkpoint_metadata(cfg_dict: dict, data_name: str, data: ArrayDataset, metrics: dict) -> dict:
+    """What a trained model's checkpoint records besides its architecture (see :func:`advkit.models.save`)."""
     return {"dataset": data_name, "classes": data.classes, "input_shape": list(data.image_shape),
             "config": cfg_dict, "metrics": metrics}
 
