@@ -46,7 +46,7 @@ from advkit.gan.trainer import build_generator  # noqa: E402
 from advkit.models import checkpoint_file, load  # noqa: E402
 from advkit.train.config import TrainConfig  # noqa: E402
 from advkit.train.default import get_default_model  # noqa: E402
-from advkit.utils import resolve_device  # noqa: E402
+from advkit.runtime.device import resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = ("dcgan_mnist,dcgan_mnist_paper,dcgan_mnist_minimax,dcgan_mnist_wgangp,dcgan_mnist_hinge,"

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import advkit.detect.spectral  # noqa: F401  (registers the "spectral" model)
+import advkit.models.spectral  # noqa: F401  (registers the "spectral" model)
 from advkit.data import load_dataset
 from advkit.data import transforms as T
-from advkit.data.realfake import RealFakeConfig, build_realfake
+from advkit.detect.data import RealFakeConfig, build_realfake
 from advkit.errors import AdvkitError
 from advkit.gan import DCGANGenerator, save_gan_net
 from advkit.models import create_model, load, save

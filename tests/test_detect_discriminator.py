@@ -12,7 +12,7 @@ import yaml
 
 from advkit.config import load_config
 from advkit.detect.config import DetectorConfig
-from advkit.detect.discriminator import discriminator_detector
+from advkit.models.discriminator import discriminator_detector
 from advkit.detect.train import train_detector
 from advkit.errors import AdvkitError
 from advkit.gan import DCGANDiscriminator, DCGANGenerator, TwoLogit, load_discriminator, save_gan_net

@@ -15,7 +15,7 @@ import yaml
 
 from advkit.config import load_config
 from advkit.data import ArrayDataset
-from advkit.data.realfake import build_realfake
+from advkit.detect.data import build_realfake
 from advkit.data.transforms import Augment
 from advkit.detect.config import NO_AUGMENT, DetectEvalConfig, DetectorConfig
 from advkit.detect.evaluate import LAUNDERING, evaluate_detector, roc_points

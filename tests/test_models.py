@@ -14,7 +14,8 @@ import torch
 from advkit import AdvkitError
 from advkit.models import (Normalized, checkpoint_file, create_model, ensemble, list_models, load, read_metadata,
                            save)
-from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device
+from advkit.runtime.device import resolve_device
+from advkit.runtime.io import atomic_write_bytes, atomic_write_text
 from conftest import tiny_cnn
 
 # (in_chans, input_size) a registered model is meant for; anything new gets a CIFAR-like input

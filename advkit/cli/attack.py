@@ -16,7 +16,7 @@ from advkit.errors import AdvkitError
 
 
 def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
-    from advkit.utils import atomic_write_bytes, atomic_write_json
+    from advkit.runtime.io import atomic_write_bytes, atomic_write_json
     from advkit.viz import adversarial_grid_png
 
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted,
     from advkit.config import parse_number
     from advkit.data import load_dataset
     from advkit.eval import attack_sweep
-    from advkit.utils import resolve_device, seed_everything
+    from advkit.runtime.device import resolve_device, seed_everything
 
     if use_fgsm + use_pgd + bool(name) != 1:
         raise click.UsageError("choose exactly one of --fgsm, --pgd or --attack NAME")

@@ -32,7 +32,7 @@ def detect(paths, ckpt, out, threshold, every, fps, faces, batch_size, workers, 
     nothing to score, not a 2-class detector, bad --out suffix).
     """
     from advkit.detect.infer import check_out_path, detect_paths, load_detector, write_result
-    from advkit.utils import resolve_device
+    from advkit.runtime.device import resolve_device
 
     out_path = check_out_path(out) if out else None
     dev = resolve_device(device)

@@ -34,8 +34,8 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
     from advkit.eval.config import EvalConfig
     from advkit.eval.harness import run_eval
     from advkit.report import load_report, write_reports
-    from advkit.train.distributed import init_distributed, shutdown
-    from advkit.utils import resolve_device
+    from advkit.runtime.distributed import init_distributed, shutdown
+    from advkit.runtime.device import resolve_device
 
     main = os.environ.get("RANK", "0") == "0"
     echo = click.echo if main else (lambda *a, **k: None)
@@ -71,7 +71,7 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
 def _print_summary(report: dict, echo) -> None:
     for m in report["models"]:
         if m.get("detection"):
-            from advkit.eval.detection import summary_text
+            from advkit.detect.report import summary_text
             echo(f"{m['name']} (detector):")
             echo("\n".join("  " + line for line in summary_text(m["detection"]).splitlines()))
         else:

@@ -113,9 +113,10 @@ def generate(ckpt, n, out, seed, batch_size, device):
     import torch
     from tqdm.auto import tqdm
 
-    from advkit.gan.checkpoint import load_generator
-    from advkit.gan.nets import FAKE
-    from advkit.utils import atomic_write_bytes, resolve_device
+    from advkit.models.gan_checkpoint import load_generator
+    from advkit.models.dcgan import FAKE
+    from advkit.runtime.device import resolve_device
+    from advkit.runtime.io import atomic_write_bytes
 
     if n < 1:
         raise AdvkitError(f"-n must be >= 1, got {n}")

@@ -82,7 +82,7 @@ def detector(config_path, sets, out, data_root, resume):
     from advkit.config import load_config
     from advkit.detect.config import DetectorConfig
     from advkit.detect.train import data_name, train_detector
-    from advkit.eval.detection import summary_text
+    from advkit.detect.report import summary_text
 
     cfg = load_config(DetectorConfig, config_path, sets)
     if data_root:

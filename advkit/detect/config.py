@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from advkit.data.realfake import RealFakeConfig
+from advkit.detect.data import RealFakeConfig
 from advkit.data.transforms import Augment
 from advkit.errors import AdvkitError
 from advkit.eval.config import DetectEvalConfig, GatesConfig
@@ -18,7 +18,7 @@ NO_AUGMENT = Augment(blur_prob=0.0, jpeg_prob=0.0, crop_prob=0.0, flip_prob=0.0)
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """``advkit train detector``: :func:`advkit.data.realfake.build_realfake` makes the train/val/test sets,
+    """``advkit train detector``: :func:`advkit.detect.data.build_realfake` makes the train/val/test sets,
     the classifier trainer trains a 2-class model on train (per-epoch accuracy on val) with ``augment`` on
     each batch, then the test split is evaluated. ``train.data`` is not used (the data come from ``data``).
     With ``ensemble`` > 1 the trainer runs once per member (seeds ``train.seed`` + 0, 1, ...) and the

@@ -245,7 +245,7 @@ def check_out_path(path: str | os.PathLike) -> Path:
 def write_result(result: DetectResult, path: str | os.PathLike) -> Path:
     """Write ``result`` atomically: ``.json`` as ``{"rows", "videos", "summary"}``; ``.csv`` as the rows
     followed by one ``video_summary`` row per video (its ``score_fake`` is the mean over its frames)."""
-    from advkit.utils import atomic_write_json, atomic_write_text
+    from advkit.runtime.io import atomic_write_json, atomic_write_text
 
     path = check_out_path(path)
     if path.suffix.lower() == ".json":

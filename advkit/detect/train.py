@@ -19,17 +19,18 @@ from torch import nn
 
 from advkit.config import to_dict, to_yaml
 from advkit.data import ArrayDataset
-from advkit.data.realfake import RealFakeConfig, build_realfake
+from advkit.detect.data import RealFakeConfig, build_realfake
 from advkit.data.transforms import Augment
 from advkit.detect.config import DetectorConfig
 from advkit.detect.evaluate import evaluate_detector
 from advkit.errors import AdvkitError
-from advkit.eval.detection import data_info, detection_report, detector_entry
+from advkit.detect.report import data_info, detection_report, detector_entry
 from advkit.models import RUN_CHECKPOINT, ensemble, save
 from advkit.report import write_reports
-from advkit.train.distributed import init_distributed, shutdown
+from advkit.runtime.distributed import init_distributed, shutdown
 from advkit.train.trainer import BatchTransform, checkpoint_metadata, train_classifier
-from advkit.utils import atomic_write_json, atomic_write_text, resolve_device
+from advkit.runtime.device import resolve_device
+from advkit.runtime.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 REPORT = "detect_report.json"

@@ -16,7 +16,7 @@ from typing import Any
 from advkit.attacks import get_attack
 from advkit.attacks._common import NORMS, check_eps
 from advkit.config import parse_number
-from advkit.data.realfake import RealFakeConfig
+from advkit.detect.data import RealFakeConfig
 from advkit.errors import AdvkitError
 
 MODES = ("cascade", "full")

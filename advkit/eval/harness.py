@@ -24,7 +24,7 @@ from advkit.eval.checks import attack_checks, merge, model_checks
 from advkit.eval.config import EvalConfig, ModelSpec, config_dict
 from advkit.eval.gates import evaluate_gates
 from advkit.eval.suite import run_suite, summarize
-from advkit.train.distributed import Dist
+from advkit.runtime.distributed import Dist
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,9 @@ def environment(device: torch.device, world: int) -> dict:
 def run_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Dist(), baseline: dict | None = None,
              progress: bool = False, say: Callable[[str], None] = log.warning) -> dict | None:
     """Run the whole evaluation; the report on rank 0, None on the other ranks. With ``detection.data`` set
-    the models are fake-image detectors, evaluated by :func:`advkit.eval.detection.run_detection_eval`."""
+    the models are fake-image detectors, evaluated by :func:`advkit.detect.report.run_detection_eval`."""
     if cfg.detection.enabled:
-        from advkit.eval.detection import run_detection_eval
+        from advkit.detect.report import run_detection_eval
         return run_detection_eval(cfg, device=device, dist=dist, baseline=baseline, say=say)
     t_start = time.perf_counter()
     data = load_dataset(cfg.data.dataset, cfg.data.split, root=cfg.data.root).subset(cfg.data.n)

@@ -8,13 +8,13 @@ model (index 0 = real, index 1 = fake).
 >>> loss_g = g_loss("nonsaturating", d(fake))
 """
 
-from advkit.gan.checkpoint import load_discriminator, load_generator, save_gan_net
+from advkit.models.gan_checkpoint import load_discriminator, load_generator, save_gan_net
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
 from advkit.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, value
 from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance, inception_model,
                                 inception_score, kid)
-from advkit.gan.nets import (FAKE, REAL, SUPPORTED_SIZES, DCGANDiscriminator, DCGANGenerator, TwoLogit,
+from advkit.models.dcgan import (FAKE, REAL, SUPPORTED_SIZES, DCGANDiscriminator, DCGANGenerator, TwoLogit,
                              build_gan_net, dcgan_init_)
 from advkit.gan.trainer import train_gan
 

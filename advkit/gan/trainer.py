@@ -33,12 +33,13 @@ from advkit.config import to_dict, to_yaml
 from advkit.data import load_dataset
 from advkit.errors import AdvkitError
 from advkit.gan import losses
-from advkit.gan.checkpoint import save_gan_net
+from advkit.models.gan_checkpoint import save_gan_net
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
-from advkit.gan.nets import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit
-from advkit.train.distributed import Dist, init_distributed, shutdown
-from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
+from advkit.models.dcgan import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit
+from advkit.runtime.distributed import Dist, init_distributed, shutdown
+from advkit.runtime.device import resolve_device, seed_everything
+from advkit.runtime.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 CKPT = "last.ckpt"

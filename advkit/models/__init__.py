@@ -8,8 +8,8 @@ and safetensors checkpoints that rebuild the model from their metadata alone.
 from advkit.models.factory import create_model, list_models, register_model
 from advkit.models.checkpoint import RUN_CHECKPOINT, checkpoint_file, load, read_metadata, save
 from advkit.models.wrappers import Normalized
-from advkit.detect import spectral as _spectral  # noqa: E402,F401  registers the "spectral" detector
-from advkit.detect import discriminator as _discriminator  # noqa: E402,F401  registers "gan_discriminator"
+from advkit.models import spectral as _spectral  # noqa: E402,F401  registers the "spectral" detector
+from advkit.models import discriminator as _discriminator  # noqa: E402,F401  registers "gan_discriminator"
 from advkit.models.ensemble import ensemble  # noqa: E402  registers "ensemble"
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "checkpoint_file",

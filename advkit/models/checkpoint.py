@@ -15,7 +15,7 @@ import torch
 import advkit
 from advkit.errors import AdvkitError
 from advkit.models.wrappers import Normalized
-from advkit.utils import atomic_write_bytes, atomic_write_json
+from advkit.runtime.io import atomic_write_bytes, atomic_write_json
 
 META_KEY = "advkit"
 FORMAT = 1

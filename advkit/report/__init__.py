@@ -14,7 +14,7 @@ from advkit.report.html import to_html
 from advkit.report.junit import to_junit
 from advkit.report.markdown import to_markdown
 from advkit.report.schema import SCHEMA, SCHEMA_VERSION, load_report, validate
-from advkit.utils import atomic_write_text
+from advkit.runtime.io import atomic_write_text
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "DiffResult", "diff_reports", "format_diff", "load_report", "to_html",
            "to_json", "to_junit", "to_markdown", "validate", "write_reports"]

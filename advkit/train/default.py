@@ -12,7 +12,7 @@ from advkit.config import to_yaml
 from advkit.models import Normalized, load
 from advkit.train.config import TrainConfig
 from advkit.train.trainer import train_classifier
-from advkit.utils import cache_dir
+from advkit.runtime.device import cache_dir
 
 DEFAULT_CONFIG = TrainConfig()  # lenet, MNIST, Adam 1e-3, 2 epochs, seed 0: ~98.9% test accuracy
 

@@ -25,10 +25,11 @@ from advkit.data import ArrayDataset, load_dataset
 from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
 from advkit.train.config import TrainConfig
-from advkit.train.distributed import Dist, init_distributed, shutdown
+from advkit.runtime.distributed import Dist, init_distributed, shutdown
 from advkit.train.objectives import get_objective
 from advkit.train.schedules import make_scheduler
-from advkit.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
+from advkit.runtime.device import resolve_device, seed_everything
+from advkit.runtime.io import atomic_write_bytes, atomic_write_text
 
 # ``batch_transform(x, generator) -> x'``: float [B,C,H,W] in [0,1] on the CPU, same shape and range out
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]

@@ -16,7 +16,7 @@ import torch
 from advkit.errors import AdvkitError
 from advkit.eval.config import EvalConfig, GatesConfig, ModelSpec, config_dict
 from advkit.eval.gates import evaluate_gates
-from advkit.train.distributed import Dist
+from advkit.runtime.distributed import Dist
 
 
 def detector_entry(name: str, source: Any, evaluation: dict, checks: list[dict] | None = None) -> dict:
@@ -48,7 +48,7 @@ def run_detection_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Di
                        baseline: dict | None = None, say: Callable[[str], None] = print) -> dict | None:
     """Evaluate every model of ``cfg.models`` as a detector on ``cfg.detection.data``'s test split. Runs on
     rank 0 (the attacks are per-sample; a detector test split is small); other ranks return None."""
-    from advkit.data.realfake import build_realfake
+    from advkit.detect.data import build_realfake
     from advkit.detect.evaluate import evaluate_detector
     from advkit.detect.train import data_name
     from advkit.eval.checks import model_checks

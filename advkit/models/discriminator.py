@@ -32,7 +32,7 @@ from advkit.errors import AdvkitError
 from advkit.models.factory import create_model, register_model
 
 if TYPE_CHECKING:
-    from advkit.gan.nets import DCGANDiscriminator
+    from advkit.models.dcgan import DCGANDiscriminator
     from advkit.models.wrappers import Normalized
 
 RUN_FILE = "discriminator.safetensors"  # what ``advkit train gan --out DIR`` writes
@@ -96,8 +96,8 @@ def _resolve(path: str | os.PathLike) -> Path:
 
 def _discriminator(source: str | os.PathLike | dict) -> DCGANDiscriminator:
     """D with its trained weights (a path), or freshly built from its spec (a dict, as in a detector's spec)."""
-    from advkit.gan.checkpoint import load_discriminator
-    from advkit.gan.nets import DCGANDiscriminator, build_gan_net
+    from advkit.models.gan_checkpoint import load_discriminator
+    from advkit.models.dcgan import DCGANDiscriminator, build_gan_net
 
     if isinstance(source, dict):
         d = build_gan_net(source)
@@ -112,7 +112,7 @@ def _discriminator(source: str | os.PathLike | dict) -> DCGANDiscriminator:
 @register_model("gan_discriminator")
 def _gan_discriminator(num_classes: int, in_chans: int, input_size: int, discriminator: str | dict | None = None,
                        freeze: bool = True, width: int | None = None) -> nn.Module:
-    from advkit.gan.nets import DCGANDiscriminator
+    from advkit.models.dcgan import DCGANDiscriminator
 
     if discriminator is None:  # D's architecture, freshly initialised: a detector trained from scratch
         d = DCGANDiscriminator(img_size=input_size, channels=in_chans, width=64 if width is None else width).eval()
@@ -131,7 +131,7 @@ def discriminator_detector(discriminator: str | os.PathLike, *, freeze: bool = T
     """The ``gan_discriminator`` model over the discriminator at ``discriminator`` (a file or a GAN run folder),
     image shape taken from D, spec made portable (D's architecture instead of the path), ready for
     :func:`advkit.models.save`."""
-    from advkit.gan.checkpoint import read_gan_metadata
+    from advkit.models.gan_checkpoint import read_gan_metadata
 
     spec = read_gan_metadata(_resolve(discriminator), "discriminator")["spec"]
     model = create_model("gan_discriminator", num_classes=2, in_chans=spec.get("channels", 1),

@@ -19,9 +19,9 @@ from torch import nn
 
 import advkit
 from advkit.errors import AdvkitError
-from advkit.gan.nets import DCGANDiscriminator, DCGANGenerator, build_gan_net
+from advkit.models.dcgan import DCGANDiscriminator, DCGANGenerator, build_gan_net
 from advkit.models.checkpoint import FORMAT, META_KEY
-from advkit.utils import atomic_write_bytes, atomic_write_json
+from advkit.runtime.io import atomic_write_bytes, atomic_write_json
 
 KINDS = ("generator", "discriminator")
 _CLASS = {"generator": DCGANGenerator, "discriminator": DCGANDiscriminator}
