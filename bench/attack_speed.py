@@ -10,9 +10,9 @@ Peers run twice: as a user calls them on a model straight from training (paramet
 foolbox's and ART's ``loss.backward()`` also computes weight gradients), and with the parameters frozen (the
 loop alone; advkit freezes them itself). The "fastest peer" is the fastest of either.
 
-    python bench/attack_speed.py                 # MNIST LeNet batch 256, PreAct-ResNet-18 32x32 batch 64
-    python bench/attack_speed.py --quick         # smoke run: tiny batches, 2 rounds, allocator memory only
-    python bench/attack_speed.py --device cuda
+    python -m bench.attack_speed                 # MNIST LeNet batch 256, PreAct-ResNet-18 32x32 batch 64
+    python -m bench.attack_speed --quick         # smoke run: tiny batches, 2 rounds, allocator memory only
+    python -m bench.attack_speed --device cuda
 """
 
 from __future__ import annotations
@@ -35,15 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
+from advkit.attacks import pgd
+from advkit.data import load_dataset
+from advkit.errors import AdvkitError
+from advkit.models import create_model
+from bench._common import REPO, RESULTS, write_result
 
-from advkit.attacks import pgd  # noqa: E402
-from advkit.data import load_dataset  # noqa: E402
-from advkit.errors import AdvkitError  # noqa: E402
-from advkit.models import create_model  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 10
 FLOOR_TARGET, MEMORY_TARGET = 1.05, 1.2
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -265,7 +262,7 @@ def mem_child(spec: dict) -> dict:
 
 
 def spawn(spec: dict) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(torch.get_num_threads()),
+    cmd = [sys.executable, "-m", "bench.attack_speed", "--threads", str(torch.get_num_threads()),
            "--mem-child", json.dumps(spec)]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)  # stderr holds the profiler's chatter
     if p.returncode != 0:
@@ -386,33 +383,6 @@ def print_config(r: dict) -> None:
         print(f"  memory (allocator): not measured: {m['allocator_error']}")
 
 
-def markdown(result: dict) -> str:
-    md = ["| config | method | median time | / floor | images/s |", "| --- | --- | --- | --- | --- |"]
-    for r in result["configs"]:
-        cfg = f"{r['model']} {'x'.join(map(str, r['input']))}, batch {r['batch']}"
-        for n, m in r["methods"].items():
-            name = f"**{m['label']}**" if n == "advkit" else m["label"]
-            md.append(f"| {cfg} | {name} | {m['median_s'] * 1000:.0f} ms | {m['ratio_to_floor']:.3f}x | "
-                      f"{m['images_per_s']:.0f} |")
-    md += ["", "| config | PGD-10 peak memory / one fwd+bwd | peak RSS: PGD-10 / one fwd+bwd |", "| --- | --- | --- |"]
-    for r in result["configs"]:
-        m = r["memory"]
-        alloc = f"{mib(m['pgd_bytes'])} / {mib(m['fwd_bwd_bytes'])} = {m['ratio']:.2f}x" if "ratio" in m else "n/a"
-        rss = (f"{mib(m['rss']['pgd_bytes'])} / {mib(m['rss']['fwd_bwd_bytes'])} = {m['rss']['ratio']:.2f}x"
-               if "rss" in m else "n/a")
-        md.append(f"| {r['model']}, batch {r['batch']} | {alloc} | {rss} |")
-    mach = result["machine"]
-    peers = ", ".join(f"{k} {v}" for k, v in result["configs"][0]["peer_versions"].items())
-    md.append(f"\nPGD-10, L-inf (eps 0.3 MNIST, 8/255 CIFAR), step 2.5 eps/10, random start; one process, same model "
-              f"(random init, eval mode) and batch; warm-up, then median of interleaved rounds. \"params frozen\": "
-              f"the peer run with the model's requires_grad off (otherwise foolbox and ART also compute weight "
-              f"gradients). Memory: bytes allocated above the live model and batch, peak of PGD-10 against one "
-              f"forward+backward ({'CUDA allocator' if mach['device'].startswith('cuda') else 'CPU allocator, via torch.profiler'}). "
-              f"{mach.get('gpu') or mach['processor']}, {mach['cpu_count']} cores, {mach['torch_threads']} torch threads, "
-              f"torch {mach['torch']}, {peers}; {mach['date']}.")
-    return "\n".join(md) + "\n"
-
-
 def cpu_busy(seconds: float = 1.0) -> float | None:
     """Fraction of all CPUs busy over ``seconds`` (from /proc/stat; None where there is none)."""
     def sample() -> tuple[int, int]:
@@ -451,8 +421,8 @@ def main() -> None:
     for name in args.configs:
         configs.append(bench_config(name, args.quick, device, args.rounds))
         print_config(configs[-1])
-    info = machine(device)
-    info.update(uname=platform.uname()._asdict(), python=platform.python_version(),
+    # how busy the machine was matters to every figure here, so it is recorded with the machine
+    load = dict(uname=platform.uname()._asdict(), python=platform.python_version(),
                 cpu_busy_before=busy_before, cpu_busy_after=cpu_busy(),
                 loadavg_after=os.getloadavg() if hasattr(os, "getloadavg") else None)
     result = {"benchmark": "attack_speed", "quick": args.quick, "wall_s": round(time.perf_counter() - t0, 1),
@@ -460,12 +430,11 @@ def main() -> None:
                          "random_start": True},
               "targets": {"advkit_vs_floor": FLOOR_TARGET, "advkit_vs_fastest_peer": 1.0,
                           "pgd_memory_vs_fwd_bwd": MEMORY_TARGET},
-              "configs": configs, "machine": info}
+              "configs": configs}
     if not all(math.isfinite(m["median_s"]) for r in configs for m in r["methods"].values()):
         raise SystemExit("non-finite timing")
     out = Path(args.out)
-    write_json(out, result)
-    write(out.with_suffix(".md"), markdown(result))
+    write_result(out, "attack_speed", result, device=device, machine_extra=load, table=True)
     print(f"\nwrote {out} and {out.with_suffix('.md')} in {result['wall_s']:.0f} s")
 
 

@@ -2,9 +2,9 @@
 score real MNIST test digits against the fakes of others through ``advkit eval``'s detection mode
 (configs/eval/detect_cross_generator.yaml), and report per-generator AUC and AP.
 
-    python bench/detect_cross_generator.py --train ns=runs/gan/generator.safetensors \\
+    python -m bench.detect_cross_generator --train ns=runs/gan/generator.safetensors \\
         --test ns_seed1=runs/gan_s1/generator.safetensors --test hinge=runs/gan_hinge/generator.safetensors ...
-    python bench/detect_cross_generator.py --train a=G1 --test b=G2 --quick --out /tmp/x.json   # smoke run
+    python -m bench.detect_cross_generator --train a=G1 --test b=G2 --quick --out /tmp/x.json   # smoke run
 
 The training generator is scored too (fresh z, the real test digits), as the in-distribution reference.
 ``--configs`` picks the detector configs (default: mnist_dcgan and its hardened variant).
@@ -20,16 +20,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
-
-from advkit.config import load_config  # noqa: E402
-from advkit.detect.config import DetectorConfig  # noqa: E402
-from advkit.detect.train import train_detector  # noqa: E402
-from advkit.eval.config import EvalConfig  # noqa: E402
-from advkit.eval.harness import run_eval  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from advkit.config import load_config
+from advkit.detect.config import DetectorConfig
+from advkit.detect.train import train_detector
+from advkit.detect.config import EvalDetectionConfig as EvalConfig  # `advkit eval`'s config, detection section
+from advkit.detect.report import run_detection_eval as run_eval
+from bench._common import REPO, RESULTS, write_result
 
 
 def named(items: list[str], flag: str) -> dict[str, str]:
@@ -90,23 +86,9 @@ def main() -> None:
                      "robust_auc": {r["label"]: r["auc"] for r in det["robust"]},
                      "train_s": round(train_s, 1), "eval_s": round(eval_s, 1)})
         print(f"{name}: " + ", ".join(f"{g} AP {v['ap']:.4f}" for g, v in per.items()), flush=True)
-    result = {"train_generator": train_name, "generators": gens, "quick": args.quick, "rows": rows,
-              "machine": machine("cpu")}
+    result = {"train_generator": train_name, "generators": gens, "quick": args.quick, "rows": rows}
     out = Path(args.out) if args.out else RESULTS / f"detect_cross_generator{'_quick' if args.quick else ''}.json"
-    write_json(out, result)
-    names = list(gens)
-    lines = ["| detector (trained on " + train_name + ") | " + " | ".join(
-        f"{n}{' (train)' if n == train_name else ''} AUC / AP" for n in names) + " | time |",
-             "| --- |" + " --- |" * (len(names) + 1)]
-    for r in rows:
-        cells = [f"{r['per_generator'][n]['auc']:.4f} / {r['per_generator'][n]['ap']:.4f}" for n in names]
-        lines.append(f"| {r['detector']} | " + " | ".join(cells) +
-                     f" | {r['train_s'] / 60:.1f} + {r['eval_s'] / 60:.1f} min |")
-    m = result["machine"]
-    lines.append(f"\nReal MNIST test digits against each generator's fakes (fresh z); machine: {m['processor']}, "
-                 f"{m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}. Generators: " +
-                 "; ".join(f"{n} = {p}" for n, p in gens.items()))
-    write(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_result(out, "detect_cross_generator", result, device="cpu", table=True)
     print(f"wrote {out}")
 
 

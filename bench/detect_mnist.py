@@ -5,9 +5,9 @@ towards "real") below 0.2; the hardened detector keeps that robust AUC >= 0.9 wi
 train on real MNIST digits against samples of one DCGAN generator checkpoint (``--generator``, e.g. the
 ``generator.safetensors`` of ``advkit train gan -c configs/gan/dcgan_mnist_paper.yaml --out runs/gan``).
 
-    python bench/detect_mnist.py --generator runs/gan/generator.safetensors
-    python bench/detect_mnist.py --generator G.safetensors --quick --out /tmp/d.json   # smoke run
-    python bench/detect_mnist.py --generator runs/gan/generator.safetensors --discriminator runs/gan \
+    python -m bench.detect_mnist --generator runs/gan/generator.safetensors
+    python -m bench.detect_mnist --generator G.safetensors --quick --out /tmp/d.json   # smoke run
+    python -m bench.detect_mnist --generator runs/gan/generator.safetensors --discriminator runs/gan \
         --configs mnist_dcgan_disc --out bench/results/detect_mnist_disc.json     # the GAN's own D
 """
 
@@ -19,14 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
+from advkit.config import load_config
+from advkit.detect.config import DetectorConfig
+from advkit.detect.train import train_detector
+from bench._common import REPO, RESULTS, write_result
 
-from advkit.config import load_config  # noqa: E402
-from advkit.detect.config import DetectorConfig  # noqa: E402
-from advkit.detect.train import train_detector  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ("mnist_dcgan", "mnist_dcgan_hardened")  # the default; mnist_dcgan_disc needs --discriminator
 EPS_LABEL = "16/255"
 TARGETS = {"mnist_dcgan": {"clean_auc_min": 0.99, "robust_auc_max": 0.2},
@@ -88,24 +85,9 @@ def main() -> None:
         rob = ", ".join(f"{k}: {v:.3f}" for k, v in robust.items())
         print(f"{name}: clean AUC {row['clean_auc']:.4f}; robust AUC (targeted PGD) {rob}; "
               f"targets {'met' if row['targets']['met'] else 'not met'}; {wall / 60:.1f} min", flush=True)
-    result = {"generator": args.generator, "sets": sets, "quick": args.quick, "targets": TARGETS, "rows": rows,
-              "machine": machine("cpu")}
+    result = {"generator": args.generator, "sets": sets, "quick": args.quick, "targets": TARGETS, "rows": rows}
     out = Path(args.out) if args.out else RESULTS / f"detect_mnist{'_quick' if args.quick else ''}.json"
-    write_json(out, result)
-    if not args.quick:
-        m = result["machine"]
-        lines = ["| detector | clean AUC | robust AUC 4/255 | 8/255 | 16/255 | JPEG q30 AUC | blur 2 AUC | "
-                 "targets | time |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in rows:
-            ra, la = r["robust_auc"], r["laundering_auc"]
-            lines.append(f"| {r['config']} ({r['train_objective']}) | {r['clean_auc']:.4f} | "
-                         f"{ra.get('4/255', float('nan')):.3f} | {ra.get('8/255', float('nan')):.3f} | "
-                         f"{ra.get('16/255', float('nan')):.3f} | {la.get('jpeg_q30', float('nan')):.3f} | "
-                         f"{la.get('blur_s2', float('nan')):.3f} | {'met' if r['targets']['met'] else 'not met'} | "
-                         f"{r['wall_s'] / 60:.1f} min |")
-        lines.append(f"\nMachine: {m['processor']}, {m['cpu_count']} cores, torch {m['torch']}; "
-                     f"generator {args.generator}")
-        write(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_result(out, "detect_mnist", result, device="cpu", table=not args.quick)
     print(f"wrote {out}")
 
 

@@ -5,15 +5,14 @@ model's forward pass over the same images already decoded in memory (decoding hi
 DataLoader workers). Both are timed in one process, interleaved, median of the rounds; the whole call is
 timed for detect (worker start-up included), and the same batch size is used for both.
 
-    python bench/detect_speed.py                       # 1,000 PNGs, timm:resnet18 at 128 px
-    python bench/detect_speed.py --quick --out /tmp/d.json
+    python -m bench.detect_speed                       # 1,000 PNGs, timm:resnet18 at 128 px
+    python -m bench.detect_speed --quick --out /tmp/d.json
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +21,9 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
-
-from advkit.detect.infer import detect_paths  # noqa: E402
-from advkit.models import create_model  # noqa: E402
+from advkit.detect.infer import detect_paths
+from advkit.models import create_model
+from bench._common import RESULTS, write_result
 
 TARGET = 1.3
 
@@ -86,19 +83,11 @@ def main() -> None:
     result = {"n": args.n, "size": args.size, "model": args.model, "batch_size": args.batch_size,
               "workers": args.workers, "rounds": args.rounds, "forward_s": fwd, "detect_s": det,
               "forward_median_s": f, "detect_median_s": d, "ratio": ratio, "target": TARGET,
-              "met": ratio <= TARGET, "detect_images_per_s": args.n / d, "quick": args.quick,
-              "machine": machine("cpu")}
+              "met": ratio <= TARGET, "detect_images_per_s": args.n / d, "quick": args.quick}
     print(f"{args.n} images {args.size}px, {args.model}: forward {f:.2f} s, advkit detect {d:.2f} s "
           f"({args.n / d:.0f} images/s) -> {ratio:.2f}x the forward time (target <= {TARGET}x)")
     out = Path(args.out) if args.out else RESULTS / f"detect_speed{'_quick' if args.quick else ''}.json"
-    write_json(out, result)
-    if not args.quick:
-        m = result["machine"]
-        write(out.with_suffix(".md"),
-              "| images | model | forward (median) | advkit detect (median) | ratio | images/s | machine |\n"
-              "| --- | --- | --- | --- | --- | --- | --- |\n"
-              f"| {args.n} x {args.size}px | {args.model} | {f:.2f} s | {d:.2f} s | **{ratio:.2f}x** | "
-              f"{args.n / d:.0f} | {m['processor']}, {m['cpu_count']} cores, torch {m['torch']} |\n")
+    write_result(out, "detect_speed", result, device="cpu", table=not args.quick)
     print(f"wrote {out}")
 
 

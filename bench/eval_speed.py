@@ -3,9 +3,9 @@ sample) and torchattacks' MultiAttack, same model, samples, suite and eps grid, 
 Target: the cascade at least 2x faster than the naive way, for the same number. Also peak RSS of the harness
 at 1,000 and 10,000 samples (separate processes; batches are streamed, so memory should not grow).
 
-    python bench/eval_speed.py                       # default MNIST LeNet, 1,000 images, eps 0.1/0.2/0.3
-    python bench/eval_speed.py --ckpt runs/fast/model.safetensors
-    python bench/eval_speed.py --quick
+    python -m bench.eval_speed                       # default MNIST LeNet, 1,000 images, eps 0.1/0.2/0.3
+    python -m bench.eval_speed --ckpt runs/fast/model.safetensors
+    python -m bench.eval_speed --quick
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
-
-from advkit.attacks import fgsm, pgd  # noqa: E402
-from advkit.data import load_dataset  # noqa: E402
-from advkit.eval.config import resolve_attack  # noqa: E402
-from advkit.eval.suite import run_suite, summarize  # noqa: E402
+from advkit.attacks import fgsm, pgd
+from advkit.data import load_dataset
+from advkit.eval.config import resolve_attack
+from advkit.eval.suite import run_suite, summarize
+from bench._common import REPO, RESULTS, write_result
 
 
 def suite_specs(steps: int, restarts: int):
@@ -145,32 +143,15 @@ def main() -> None:
                  if peer else ""), flush=True)
     mem = []
     for m in () if args.no_memory else (200, 1000) if args.quick else (1000, 10000):
-        p = subprocess.run([sys.executable, __file__, "--memory-child", str(m)], capture_output=True, text=True,
-                           check=True)
+        p = subprocess.run([sys.executable, "-m", "bench.eval_speed", "--memory-child", str(m)], cwd=REPO,
+                           capture_output=True, text=True, check=True)
         mem.append(json.loads(p.stdout.strip().splitlines()[-1]))
     ratio = mem[1]["peak_rss_mib"] / mem[0]["peak_rss_mib"] if mem else None
     if mem:
         print(f"peak RSS: {mem[0]['n']} samples {mem[0]['peak_rss_mib']:.0f} MiB, {mem[1]['n']} samples "
               f"{mem[1]['peak_rss_mib']:.0f} MiB ({ratio:.2f}x)")
-    result = {"rows": rows, "memory": mem, "memory_ratio": ratio,
-              "target_speedup": 2.0, "quick": args.quick, "machine": machine("cpu")}
-    write_json(Path(args.out), result)
-    if not args.quick:
-        md = ["| model | eps | worst case (cascade) | worst case (naive) | cascade | naive | speed-up | "
-              "MultiAttack | speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in rows:
-            ma = r.get("torchattacks_multiattack")
-            md.append(f"| {r['model']} | {', '.join(f'{e:g}' for e in r['eps'])} | "
-                      f"{' / '.join(f'{a:.1%}' for a in r['cascade']['worst_case'])} | "
-                      f"{' / '.join(f'{a:.1%}' for a in r['naive']['worst_case'])} | {r['cascade']['s']:.1f} s | "
-                      f"{r['naive']['s']:.1f} s | {r['speedup_vs_naive']:.2f}x | "
-                      + (f"{ma['s']:.1f} s | {r['speedup_vs_multiattack']:.2f}x |" if ma else "- | - |"))
-        mach = result["machine"]
-        mem_txt = (f"Peak RSS (FGSM + PGD-10): {mem[0]['peak_rss_mib']:.0f} MiB at {mem[0]['n']} samples, "
-                   f"{mem[1]['peak_rss_mib']:.0f} MiB at {mem[1]['n']} ({ratio:.2f}x). " if mem else "")
-        md.append(f"\nSuite FGSM, PGD-{steps}, PGD-{steps} x{restarts} restarts on {n} MNIST test images. {mem_txt}"
-                  f"{mach['processor']}, {mach['cpu_count']} cores, torch {mach['torch']}, {mach['date']}.")
-        write(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    result = {"rows": rows, "memory": mem, "memory_ratio": ratio, "target_speedup": 2.0, "quick": args.quick}
+    write_result(args.out, "eval_speed", result, device="cpu", table=not args.quick)
     print(f"wrote {args.out}")
 
 

@@ -1,25 +1,23 @@
 """How the GAN benchmark's judge reacts to low-level changes of *real* digits.
 
-The domain metrics of bench/gan_mnist.py (Frechet distance and Inception-style score in the features of
+The domain metrics of ``python -m bench.gan_mnist`` (Frechet distance and Inception-style score in the features of
 advkit's default MNIST LeNet) are computed here for 10,000 real training digits as they are and after a
 light Gaussian blur, a JPEG round trip and a 2x down-and-up scaling, against the test digits. It shows what a
 "5x the train-vs-test floor" FD target asks of a generator: sharpness statistics as exact as real data's.
 
-    python bench/gan_judge_sensitivity.py
+    python -m bench.gan_judge_sensitivity
+    python -m bench.gan_judge_sensitivity --quick      # 1,000 digits, written to gan_judge_sensitivity_quick.json
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
-from gan_mnist import Judge  # noqa: E402
-
-from advkit.data import load_dataset  # noqa: E402
-from advkit.data import transforms as T  # noqa: E402
-from advkit.gan.metrics import extract, feature_stats, frechet_distance, inception_score  # noqa: E402
+from advkit.data import load_dataset
+from advkit.data import transforms as T
+from advkit.gan.metrics import extract, feature_stats, frechet_distance, inception_score
+from bench._common import RESULTS, write_result
+from bench.gan_mnist import Judge
 
 
 def main() -> None:
@@ -35,13 +33,9 @@ def main() -> None:
         rows.append({"variant": name, "fd": fd, "fd_ratio": fd / judge.fd_floor,
                      "is": inception_score(p.numpy(), judge.splits)[0]})
         print(f"{name}: FD {fd:.2f} ({fd / judge.fd_floor:.1f}x the floor {judge.fd_floor:.2f}), IS {rows[-1]['is']:.2f}")
-    result = {"n": n, "classifier": judge.classifier, "reference": judge.reference, "rows": rows,
-              "machine": machine("cpu")}
+    result = {"n": n, "classifier": judge.classifier, "reference": judge.reference, "rows": rows}
     out = RESULTS / f"gan_judge_sensitivity{'_quick' if n < 10000 else ''}.json"
-    write_json(out, result)
-    if n == 10000:
-        write(out.with_suffix(".md"), "| real digits | FD | FD / floor | IS |\n| --- | --- | --- | --- |\n" + "".join(
-            f"| {r['variant']} | {r['fd']:.2f} | {r['fd_ratio']:.1f}x | {r['is']:.2f} |\n" for r in rows))
+    write_result(out, "gan_judge_sensitivity", result, device="cpu", table=n == 10000)
     print(f"wrote {out}")
 
 

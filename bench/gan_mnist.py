@@ -13,10 +13,10 @@ fresh fakes) clean and under PGD-20 at eps 0.1; a run that logs the duality gap 
 generator and the Spearman rank correlation between the duality gap and FD across epochs. Every config gets
 the same number of epochs (``--epochs``, default 5; WGAN-GP's 5 critic steps per G step mean fewer G steps).
 
-    python bench/gan_mnist.py                                  # all MNIST configs, 10,000 samples each
-    python bench/gan_mnist.py --configs dcgan_mnist --epoch-fd # the target recipe, every epoch scored
-    python bench/gan_mnist.py --configs dcgan_mnist_paper --set dg.every=200
-    python bench/gan_mnist.py --quick --out /tmp/gan.json      # smoke run: tiny nets, 512 images, 1 epoch
+    python -m bench.gan_mnist                                  # all MNIST configs, 10,000 samples each
+    python -m bench.gan_mnist --configs dcgan_mnist --epoch-fd # the target recipe, every epoch scored
+    python -m bench.gan_mnist --configs dcgan_mnist_paper --set dg.every=200
+    python -m bench.gan_mnist --quick --out /tmp/gan.json      # smoke run: tiny nets, 512 images, 1 epoch
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,23 +31,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
+from advkit.attacks import pgd
+from advkit.config import load_config, to_dict
+from advkit.data import load_dataset
+from advkit.gan import REAL, DCGANGenerator, GanConfig, TwoLogit, load_discriminator, load_generator, train_gan
+from advkit.gan.metrics import class_coverage, extract, feature_stats, frechet_distance, inception_score, kid
+from advkit.gan.trainer import build_generator
+from advkit.models import checkpoint_file, load
+from advkit.runtime.device import resolve_device
+from advkit.train.config import TrainConfig
+from advkit.train.default import get_default_model
+from bench import _render
+from bench._common import REPO, RESULTS, write_result
 
-from advkit.config import load_config, to_dict  # noqa: E402
-from advkit.data import load_dataset  # noqa: E402
-from advkit.attacks import pgd  # noqa: E402
-from advkit.gan import (REAL, DCGANGenerator, GanConfig, TwoLogit, load_discriminator,  # noqa: E402
-                        load_generator, train_gan)
-from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance,  # noqa: E402
-                                inception_score, kid)
-from advkit.gan.trainer import build_generator  # noqa: E402
-from advkit.models import checkpoint_file, load  # noqa: E402
-from advkit.train.config import TrainConfig  # noqa: E402
-from advkit.train.default import get_default_model  # noqa: E402
-from advkit.runtime.device import resolve_device  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = ("dcgan_mnist,dcgan_mnist_paper,dcgan_mnist_minimax,dcgan_mnist_wgangp,dcgan_mnist_hinge,"
                "dcgan_mnist_lsgan,dcgan_mnist_dg,dcgan_mnist_hardened")
 D_EPS = 0.1  # the radius at which every config's discriminator is attacked (the hardened config trains at it)
@@ -273,32 +268,9 @@ def run_config(name: str, sets: list[str], judge: Judge, run_root: Path, epoch_f
     return row
 
 
-def markdown(result: dict) -> str:
-    ref, clf, m = result["reference"], result["classifier"], result["machine"]
-    t = TARGETS
-    out = [f"Domain classifier: `{Path(clf['path']).name}` ({clf['test_acc']:.2%} MNIST test accuracy, "
-           f"{clf['feature_dim']} features). {result['n_samples']} samples per config against the first "
-           f"{ref['n_test']} test images; IS of real test digits {ref['is_test']:.2f}; FD floor (train vs test) "
-           f"{ref['fd_floor']:.4f}, KID floor {ref['kid_floor']:.5f}. Machine: {m['processor']}, {m['cpu_count']} "
-           f"cores, {m['torch_threads']} torch threads, torch {m['torch']}, {result['rows'][0]['device']}.",
-           "",
-           f"Targets (`{TARGET_CONFIG}` only): IS >= {t['is_min']}, min class share >= {t['min_class_share']:.0%}, "
-           f"FD/floor <= {t['fd_ratio_max']:g}, <= {t['epochs_max']} epochs.", "",
-           f"Config overrides (every config): {', '.join(f'`{x}`' for x in result['sets']) or 'none'}.", "",
-           "| config | loss | epochs | s/epoch | IS | min class share | FD | FD floor | FD/floor | KID | "
-           f"D acc clean / PGD-20 at eps {D_EPS:g} | dg~FD Spearman | targets |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in result["rows"]:
-        if r["targets"] is None:
-            tg = "-"
-        else:
-            missed = [k for k in ("is", "min_class_share", "fd_ratio", "epochs") if not r["targets"][k]]
-            tg = "met" if r["targets"]["met"] else f"not met ({', '.join(missed)})"
-        rho = "-" if r["dg_fd_spearman"] is None else f"{r['dg_fd_spearman']:+.2f}"
-        out.append(f"| {r['config']} | {r['loss']} | {r['epochs']} | {r['s_per_epoch']:.1f} | {r['is']:.2f} | "
-                   f"{r['min_class_share']:.1%} | {r['fd']:.4f} | {r['fd_floor']:.4f} | {r['fd_ratio']:.1f} | "
-                   f"{r['kid']:.5f} | {r['d_clean_acc']:.1%} / {r['d_pgd_acc']:.1%} | {rho} | {tg} |")
-    return "\n".join(out) + "\n"
+def markdown(env: dict) -> str:
+    """The table of a result envelope (``bench/results/NAME.md``); the same text ``python -m bench.tables`` writes."""
+    return _render.gan_mnist(env)
 
 
 def main() -> None:
@@ -356,11 +328,9 @@ def main() -> None:
     dev = rows[0]["device"] if rows else "cpu"
     result = {"n_samples": n, "seed": args.seed, "quick": args.quick, "sets": sets, "targets": TARGETS,
               "target_config": TARGET_CONFIG, "classifier": judge.classifier, "reference": judge.reference,
-              "rows": rows, "machine": machine(dev)}
+              "rows": rows}
     out = Path(args.out) if args.out else RESULTS / f"gan_mnist{'_quick' if args.quick else ''}.json"
-    write_json(out, result)
-    if not args.quick:
-        write(out.with_suffix(".md"), markdown(result))
+    write_result(out, "gan_mnist", result, device=dev, table=not args.quick)
     print(f"wrote {out}")
 
 

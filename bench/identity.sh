@@ -8,9 +8,18 @@ set -euo pipefail
 out="${1:?usage: bench/identity.sh OUTDIR}"
 rm -rf "$out"; mkdir -p "$out"
 export OMP_NUM_THREADS=1 ADVKIT_CACHE="$out/cache"
-sha() { sha256sum "$1" | cut -c1-16; }
-strip() {  # a report without its timings and dates
+sha() {  # the tensors of a safetensors file, by name (metadata may change; weights must not)
   python - "$1" <<'PY'
+import hashlib, sys
+from safetensors.torch import load_file
+h = hashlib.sha256()
+for k, v in sorted(load_file(sys.argv[1]).items()):
+    h.update(k.encode()); h.update(v.contiguous().numpy().tobytes())
+print(h.hexdigest()[:16])
+PY
+}
+strip() {  # a report without its timings and dates
+  python - "$1" "$out" <<'PY'
 import hashlib, json, sys
 r = json.load(open(sys.argv[1]))
 def clean(o):
@@ -20,7 +29,8 @@ def clean(o):
     if isinstance(o, list):
         return [clean(v) for v in o]
     return o
-print(hashlib.sha256(json.dumps(clean(r), sort_keys=True).encode()).hexdigest()[:16])
+text = json.dumps(clean(r), sort_keys=True).replace(sys.argv[2], "OUT")  # where the run wrote is no result
+print(hashlib.sha256(text.encode()).hexdigest()[:16])
 PY
 }
 
@@ -52,3 +62,4 @@ echo "eval mnist_ci report      $(strip "$out/eval/report.json")"
 python -m advkit attack --fgsm --model "$out/cls" --eps 0.1,0.2 -n 100 --out "$out/atk" >/dev/null
 echo "attack --fgsm             $(ls "$out/atk" | tr '\n' ' ')"
 for f in "$out"/atk/*.json; do echo "attack json $(basename "$f")  $(strip "$f")"; done
+echo "attack adversarial.npz    $(python -c "import numpy as np,hashlib,sys;a=np.load(sys.argv[1]);print(hashlib.sha256(b''.join(a[k].tobytes() for k in sorted(a.files))).hexdigest()[:16])" "$out/atk/adversarial.npz")"

@@ -1,29 +1,25 @@
 """MNIST fast adversarial training target: clean >= 98.5% and PGD-50 (10 restarts, step 0.01) >= 89% at
 eps 0.3 on the full 10,000-image test set, with the wall time (aim: under 15 minutes on two CPU cores).
 
-    python bench/train_mnist.py                      # configs/train/mnist_fgsm_rs.yaml, full evaluation
-    python bench/train_mnist.py --quick              # smoke run: tiny data, PGD-5
-    python bench/train_mnist.py -c configs/train/mnist_pgd.yaml --n-test 1000
+    python -m bench.train_mnist                      # configs/train/mnist_fgsm_rs.yaml, full evaluation
+    python -m bench.train_mnist --quick              # smoke run: tiny data, PGD-5
+    python -m bench.train_mnist -c configs/train/mnist_pgd.yaml --n-test 1000
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
-
-from advkit.attacks import pgd  # noqa: E402
-from advkit.config import load_config, to_dict  # noqa: E402
-from advkit.data import load_dataset  # noqa: E402
-from advkit.train import TrainConfig, train_classifier  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from advkit.attacks import pgd
+from advkit.config import load_config, to_dict
+from advkit.data import load_dataset
+from advkit.train import TrainConfig, train_classifier
+from bench._common import REPO, RESULTS, write_result
 
 
 def robust_accuracy(model, data, eps, steps, restarts, alpha, batch_size=1000, seed=0):
@@ -55,7 +51,6 @@ def main() -> None:
     sets += args.set
     cfg = load_config(TrainConfig, args.config, sets)
     name = Path(args.config).stem
-    import tempfile
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="advkit-bench-"))
     t0 = time.perf_counter()
     model, metrics = train_classifier(cfg, run_dir, on_epoch=lambda m: print(
@@ -70,18 +65,11 @@ def main() -> None:
               "clean_acc": clean, f"pgd{steps}_r{restarts}_acc": robust, "eps": cfg.objective.eps,
               "attack": {"steps": steps, "restarts": restarts, "alpha": 0.01},
               "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1),
-              "final_epoch_metrics": metrics, "quick": args.quick, "machine": machine("cpu")}
+              "final_epoch_metrics": metrics, "quick": args.quick}
     print(f"{name}: clean {clean:.2%}, PGD-{steps} x{restarts} restarts {robust:.2%} (eps {cfg.objective.eps:g}, "
           f"{len(test)} images); training {train_s / 60:.1f} min, evaluation {eval_s / 60:.1f} min")
     out = Path(args.out) if args.out else RESULTS / f"train_{name}{'_quick' if args.quick else ''}.json"
-    write_json(out, result)
-    if not args.quick:
-        write(out.with_suffix(".md"),
-              f"| config | clean | PGD-{steps} ({restarts} restarts) | test images | train time | eval time | machine |\n"
-              f"| --- | --- | --- | --- | --- | --- | --- |\n"
-              f"| {name} | {clean:.2%} | {robust:.2%} | {len(test)} | {train_s / 60:.1f} min | {eval_s / 60:.1f} min | "
-              f"{result['machine']['processor']}, {result['machine']['cpu_count']} cores, torch "
-              f"{result['machine']['torch']} |\n")
+    write_result(out, "train_mnist", result, device="cpu", table=not args.quick)
     print(f"wrote {out}")
 
 

@@ -1,22 +1,18 @@
 """Throughput of adversarial training: an ``fgsm_rs`` epoch against a clean epoch of the same model and data,
 in one process, interleaved (target: at most 2.3x; two forward/backward passes are the floor of 2x).
 
-    python bench/train_speed.py            # MNIST, small_cnn and lenet, 20,000 images, 3 rounds
-    python bench/train_speed.py --quick
+    python -m bench.train_speed            # MNIST, small_cnn and lenet, 20,000 images, 3 rounds
+    python -m bench.train_speed --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, write, write_json  # noqa: E402
-
-from advkit.config import load_config  # noqa: E402
-from advkit.train import TrainConfig, train_classifier  # noqa: E402
+from advkit.config import load_config
+from advkit.train import TrainConfig, train_classifier
+from bench._common import RESULTS, write_result
 
 OBJECTIVES = {"clean": [], "fgsm_rs": ["objective.name=fgsm_rs", "objective.eps=0.3", "objective.alpha=0.375"],
               "pgd10": ["objective.name=pgd", "objective.eps=0.3", "objective.steps=10"]}
@@ -52,21 +48,9 @@ def main() -> None:
         print(f"{model}: clean {med['clean']:.2f}s, fgsm_rs {med['fgsm_rs']:.2f}s "
               f"({row['ratio_to_clean']['fgsm_rs']:.2f}x), pgd-10 {med['pgd10']:.2f}s "
               f"({row['ratio_to_clean']['pgd10']:.2f}x) per epoch of {n} images", flush=True)
-    result = {"rows": rows, "target_fgsm_rs_ratio": 2.3, "quick": args.quick, "machine": machine(args.device)}
-    out = Path(args.out)
-    write_json(out, result)
-    if not args.quick:
-        md = ["| model | clean epoch | fgsm_rs epoch | fgsm_rs / clean | PGD-10 epoch | PGD-10 / clean |",
-              "| --- | --- | --- | --- | --- | --- |"]
-        for r in rows:
-            m, q = r["median_epoch_s"], r["ratio_to_clean"]
-            md.append(f"| {r['model']} | {m['clean']:.2f} s | {m['fgsm_rs']:.2f} s | {q['fgsm_rs']:.2f}x | "
-                      f"{m['pgd10']:.2f} s | {q['pgd10']:.2f}x |")
-        mach = result["machine"]
-        md.append(f"\n{n} MNIST images per epoch, batch 100, median of {rounds} interleaved rounds; "
-                  f"{mach['processor']}, {mach['cpu_count']} cores, torch {mach['torch']}, {mach['date']}.")
-        write(out.with_suffix(".md"), "\n".join(md) + "\n")
-    print(f"wrote {out}")
+    result = {"rows": rows, "target_fgsm_rs_ratio": 2.3, "quick": args.quick}
+    write_result(args.out, "train_speed", result, device=args.device, table=not args.quick)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

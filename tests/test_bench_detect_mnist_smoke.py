@@ -1,4 +1,4 @@
-"""Smoke run of bench/detect_mnist.py on a tiny untrained generator: both detectors train and are scored."""
+"""Smoke run of ``python -m bench.detect_mnist`` on a tiny untrained generator: both detectors train and are scored."""
 
 from __future__ import annotations
 
@@ -19,15 +19,18 @@ def test_detect_mnist_quick(tmp_path):
     g = save_gan_net(DCGANGenerator(z_dim=8, img_size=28, channels=1, width=4), tmp_path / "g.safetensors",
                      "generator")
     out = tmp_path / "d.json"
-    p = subprocess.run([sys.executable, "bench/detect_mnist.py", "--generator", str(g), "--quick", "--out", str(out),
-                        "--run-dir", str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([sys.executable, "-m", "bench.detect_mnist", "--generator", str(g), "--quick", "--out",
+                        str(out), "--run-dir", str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
-    r = json.loads(out.read_text())
+    env = json.loads(out.read_text())
+    assert env["bench"] == "detect_mnist" and env["command"].startswith("python -m bench.detect_mnist --generator")
+    r = env["results"]
     assert [row["config"] for row in r["rows"]] == ["mnist_dcgan", "mnist_dcgan_hardened"]
     for row in r["rows"]:
         assert 0 <= row["clean_auc"] <= 1 and set(row["robust_auc"]) == {"4/255", "8/255", "16/255"}
         assert row["robust_auc"]["16/255"] <= row["robust_auc"]["4/255"] + 1e-9  # worst case grows with eps
-    assert r["rows"][1]["train_objective"] == "pgd" and "machine" in r
+    assert r["rows"][1]["train_objective"] == "pgd" and "machine" in env
 
 
 def test_detect_mnist_quick_with_the_gans_discriminator(tmp_path):
@@ -39,12 +42,12 @@ def test_detect_mnist_quick_with_the_gans_discriminator(tmp_path):
     d = save_gan_net(DCGANDiscriminator(img_size=28, channels=1, width=4), tmp_path / "d.safetensors",
                      "discriminator")
     out = tmp_path / "d.json"
-    base = [sys.executable, "bench/detect_mnist.py", "--generator", str(g), "--quick", "--out", str(out),
+    base = [sys.executable, "-m", "bench.detect_mnist", "--generator", str(g), "--quick", "--out", str(out),
             "--configs", "mnist_dcgan_disc", "--run-dir", str(tmp_path / "runs")]
     p = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and "needs --discriminator" in p.stderr
     p = subprocess.run([*base, "--discriminator", str(d)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
-    (row,) = json.loads(out.read_text())["rows"]
+    (row,) = json.loads(out.read_text())["results"]["rows"]
     assert row["config"] == "mnist_dcgan_disc" and 0 <= row["clean_auc"] <= 1
     assert set(row["robust_auc"]) == {"4/255", "8/255", "16/255"}

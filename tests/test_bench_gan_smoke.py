@@ -3,7 +3,7 @@ from full runs, recorded in bench/results/)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -21,11 +21,12 @@ def test_gan_mnist_quick(tmp_path):
     out = tmp_path / "gan.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # ADVKIT_CACHE: the isolated one from conftest
     # timeouts below are hang guards: the first run trains the judge, minutes on a loaded 2-core machine
-    p = subprocess.run([sys.executable, str(REPO / "bench" / "gan_mnist.py"), "--quick", "--out", str(out),
+    p = subprocess.run([sys.executable, "-m", "bench.gan_mnist", "--quick", "--out", str(out),
                         "--run-dir", str(tmp_path / "runs")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
-    r = json.loads(out.read_text())
+    envelope = json.loads(out.read_text())
+    r = envelope["results"]
     assert not out.with_suffix(".md").exists()  # quick runs write no table
     assert r["quick"] is True and r["n_samples"] == 200
     clf, ref = r["classifier"], r["reference"]
@@ -44,14 +45,14 @@ def test_gan_mnist_quick(tmp_path):
     assert math.isfinite(row["kid"]) and row["s_per_epoch"] > 0
     assert row["dg_fd_spearman"] is None and "dg" in row["dg_fd_note"]
     assert set(row["targets"]) == {"is", "min_class_share", "fd_ratio", "epochs", "met"}
-    assert r["machine"]["cpu_count"] >= 1 and r["machine"]["torch"]
+    assert envelope["machine"]["cpu_count"] >= 1 and envelope["machine"]["torch"]
     assert (tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors").is_file()
 
     # --score: the same generator judged again by the same classifier, given as a checkpoint, without training
     # ("default" names the quick run's judge, advkit's default LeNet, without its path)
     gen = tmp_path / "runs" / "dcgan_mnist" / "generator.safetensors"
     for judge in (clf["path"], "default"):
-        p = subprocess.run([sys.executable, str(REPO / "bench" / "gan_mnist.py"), "--score", str(gen),
+        p = subprocess.run([sys.executable, "-m", "bench.gan_mnist", "--score", str(gen),
                             "--judge", judge, "--n-samples", "200"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, p.stderr[-2000:]
@@ -61,16 +62,13 @@ def test_gan_mnist_quick(tmp_path):
         assert "training runs in" not in p.stdout  # scoring trains nothing
 
     # the table a full run writes names the overrides it ran with (e.g. a --set batch size)
-    md = _bench_module().markdown(r)
+    md = _bench_module().markdown(envelope)
     assert "Config overrides (every config): " in md and "`epochs=1`" in md and "`model.g_width=8`" in md
     assert "| dcgan_mnist | nonsaturating | 1 |" in md
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("gan_mnist_bench", REPO / "bench" / "gan_mnist.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return importlib.import_module("bench.gan_mnist")  # pytest runs from the repository root, where bench is
 
 
 def test_per_epoch_generators_from_a_resume_checkpoint(tmp_path):

@@ -1,4 +1,4 @@
-"""Smoke test of bench/attack_speed.py: the quick run finishes and writes sane figures (the peers it cannot import,
+"""Smoke test of ``python -m bench.attack_speed``: the quick run finishes and writes sane figures (the peers it cannot import,
 torchattacks and ART, are skipped, not failed)."""
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ def test_attack_speed_quick(tmp_path):
     # one thread: a smoke test checks sanity, not speed, and two OpenMP threads on a busy two-core machine
     # can slow it many-fold
     out = tmp_path / "attack_speed.json"
-    p = subprocess.run([sys.executable, str(REPO / "bench" / "attack_speed.py"), "--quick", "--device", "cpu",
+    p = subprocess.run([sys.executable, "-m", "bench.attack_speed", "--quick", "--device", "cpu",
                         "--threads", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    result = json.loads(out.read_text())
+    envelope = json.loads(out.read_text())
+    result = envelope["results"]
     assert out.with_suffix(".md").is_file()
     assert result["quick"] is True
-    assert result["machine"]["torch"] and result["machine"]["cpu_count"] >= 1
+    assert envelope["machine"]["torch"] and envelope["machine"]["cpu_count"] >= 1
     expected = {"floor", "advkit", "foolbox", "foolbox+frozen"}
     for peer, module in OPTIONAL_PEERS.items():
         if importlib.util.find_spec(module) is not None:
@@ -56,10 +57,10 @@ def test_attack_speed_quick(tmp_path):
 def test_eval_speed_quick(tmp_path):
     """The cascade, the naive way and MultiAttack reach nearly the same worst case; memory runs finish."""
     out = tmp_path / "eval_speed.json"
-    p = subprocess.run([sys.executable, str(REPO / "bench" / "eval_speed.py"), "--quick", "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "bench.eval_speed", "--quick", "--out", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())["results"]
     (row,) = result["rows"]
     assert row["speedup_vs_naive"] > 0 and row["cascade"]["s"] > 0
     for c, nv in zip(row["cascade"]["worst_case"], row["naive"]["worst_case"]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(script: str, out: Path, *args: str) -> dict:
-    p = subprocess.run([sys.executable, str(REPO / "bench" / script), "--quick", "--out", str(out), *args],
+def _run(bench: str, out: Path, *args: str) -> dict:
+    """``python -m bench.BENCH --quick``; the envelope's results, with its machine beside them."""
+    p = subprocess.run([sys.executable, "-m", f"bench.{bench}", "--quick", "--out", str(out), *args],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    return json.loads(out.read_text())
+    env = json.loads(out.read_text())
+    assert env["bench"] == bench
+    assert env["command"] == shlex.join(["python", "-m", f"bench.{bench}", "--quick", "--out", str(out), *args])
+    return {**env["results"], "machine": env["machine"]}
 
 
 def test_train_mnist_quick(tmp_path):
     # clean objective: an adversarial run needs more than a smoke run's 20 steps to learn anything
-    r = _run("train_mnist.py", tmp_path / "t.json", "--run-dir", str(tmp_path / "run"), "--set", "objective.name=clean",
+    r = _run("train_mnist", tmp_path / "t.json", "--run-dir", str(tmp_path / "run"), "--set", "objective.name=clean",
              "--set", "epochs=2")
     assert r["quick"] is True and r["n_test"] == 200
     assert 0.3 < r["clean_acc"] <= 1.0  # two epochs on 2,000 images learn the digits
@@ -31,7 +36,7 @@ def test_train_mnist_quick(tmp_path):
 
 
 def test_train_speed_quick(tmp_path):
-    r = _run("train_speed.py", tmp_path / "s.json")
+    r = _run("train_speed", tmp_path / "s.json")
     (row,) = r["rows"]
     med = row["median_epoch_s"]
     assert all(math.isfinite(v) and v > 0 for v in med.values())

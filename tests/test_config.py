@@ -223,7 +223,7 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml")) if (REPO / "configs").is_di
 def _config_type(path):
     """The config dataclass a shipped file is written for, by its folder."""
     from advkit.detect.config import DetectorConfig
-    from advkit.eval.config import EvalConfig
+    from advkit.detect.config import EvalDetectionConfig as EvalConfig  # what `advkit eval` reads
     from advkit.gan import GanConfig
 
     kinds = {"train": TrainConfig, "eval": EvalConfig, "gan": GanConfig, "detect": DetectorConfig}
@@ -232,7 +232,8 @@ def _config_type(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[f"{p.parent.name}/{p.name}" for p in CONFIGS])
 def test_shipped_configs_load_and_round_trip(path, tmp_path):
-    from advkit.eval.config import EvalConfig, config_dict
+    from advkit.detect.config import EvalDetectionConfig as EvalConfig
+    from advkit.eval.config import config_dict
     from advkit.models import list_models
 
     kind = _config_type(path)

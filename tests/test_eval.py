@@ -264,3 +264,19 @@ def test_baseline_of_another_schema_version_is_refused_before_any_work(tmp_path)
     assert p.returncode == 2 and "schema version 2" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_the_detection_section_belongs_to_detect():
+    """eval's config knows nothing of detectors; `advkit eval` reads detect's config (eval's plus a `detection`
+    section), whose report config is eval's with the section last, as before."""
+    from advkit.detect.config import EvalDetectionConfig
+    from advkit.eval.config import config_dict
+
+    with pytest.raises(AdvkitError, match="unknown config key 'detection'"):
+        load_config(EvalConfig, None, ["detection.data.real=mnist"])
+    cfg = load_config(EvalDetectionConfig, None, ["detection.data.real=mnist", "data.n=10"])
+    assert isinstance(cfg, EvalConfig) and cfg.detection.enabled and cfg.data.n == 10
+    assert not EvalDetectionConfig().detection.enabled
+    plain, full = config_dict(EvalConfig()), config_dict(EvalDetectionConfig())
+    assert list(full) == [*plain, "detection"] and {k: full[k] for k in plain} == plain
+    assert full["detection"]["evaluation"]["pgd_steps"] == 20

@@ -448,3 +448,49 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(AdvkitError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# ---------------------------------------------------------------- one format: the kind in the metadata
+
+def test_save_records_the_kind_and_keeps_the_weights_as_they_are(tmp_path):
+    from safetensors.torch import load_file
+
+    model = tiny_cnn()
+    path = save(model, tmp_path / "c.safetensors")
+    assert read_metadata(path)["kind"] == "classifier"
+    assert json.loads(path.with_suffix(".json").read_text())["kind"] == "classifier"
+    stored, own = load_file(str(path)), model.state_dict()
+    assert sorted(stored) == sorted(own)
+    for k, v in own.items():  # bit for bit
+        assert stored[k].dtype == v.dtype and stored[k].numpy().tobytes() == v.contiguous().numpy().tobytes()
+
+
+def test_a_checkpoint_written_before_kind_existed_loads_as_a_classifier(tmp_path):
+    model = tiny_cnn()
+    meta = read_metadata(save(model, tmp_path / "new.safetensors"))
+    del meta["kind"]
+    old = _write_safetensors(tmp_path / "old.safetensors", model.state_dict(), meta)
+    x = _input(1, 8)
+    torch.testing.assert_close(load(old)(x), model(x), rtol=0, atol=0)
+    from advkit.models import load_generator
+    with pytest.raises(AdvkitError, match="is a classifier checkpoint, not a generator"):
+        load_generator(old)
+
+
+def test_a_detector_checkpoint_loads_as_a_model_and_not_as_a_gan_net(tmp_path):
+    from advkit.models import load_discriminator
+
+    model = tiny_cnn(num_classes=2)
+    path = save(model, tmp_path / "det.safetensors", kind="detector", classes=["real", "fake"])
+    loaded = load(path)
+    assert loaded.meta["kind"] == "detector"
+    x = _input(1, 8)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(AdvkitError, match="is a detector checkpoint, not a discriminator"):
+        load_discriminator(path)
+
+
+def test_save_takes_only_model_kinds(tmp_path):
+    with pytest.raises(AdvkitError, match="kind must be one of classifier, detector"):
+        save(tiny_cnn(), tmp_path / "g.safetensors", kind="generator")
+    assert not (tmp_path / "g.safetensors").exists()

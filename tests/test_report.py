@@ -397,3 +397,113 @@ def test_diff_schema_mismatch(tmp_path, capsys, report):
     assert err.strip() == f"advkit: error: {tmp_path / 'new.json'}: schema version 2, this advkit reads version 1"
     code, _, err = run_cli(capsys, "report", "diff", tmp_path / "old.json", tmp_path / "nope.json")
     assert code == 2 and "nope.json: no such report file" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------ typed Report
+
+def _detector_entry() -> dict:
+    det = {"n_test": 40, "threshold": 0.5, "calibrated_threshold": None, "pgd_steps": 5,
+           "clean": {"auc": 0.99, "ap": 0.98, "eer": 0.02, "acc": 0.97, "acc_calibrated": None},
+           "roc": {"clean": {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}},
+           "subset": {"n": 40, "auc": 0.99},
+           "robust": [{"eps": 16 / 255, "label": "16/255", "auc": 0.5, "ap": 0.5, "acc": 0.5,
+                       "fakes_called_real": 0.9}],
+           "laundering": {"jpeg_q30": {"auc": 0.9, "ap": 0.9, "acc": 0.8}}, "time_s": {"robust": 1.25}}
+    return {"name": "det", "source": "runs/det/model.safetensors", "clean_acc": 0.97, "n": 40, "threat_models": [],
+            "checks": [], "examples": [], "detection": det}
+
+
+def test_typed_report_gives_back_the_same_json(report):
+    from advkit.report import Report, ThreatModel
+
+    report["models"].append(_detector_entry())
+    # keys in another order than the dataclass fields, and keys the schema does not model, come back as they were
+    report["models"][1] = {"clean_acc": 0.95, **report["models"][1], "future_field": {"x": [1, 2]}}
+    report["models"][0]["threat_models"][0]["per_sample"] = {"fooled_by": [[0, -1]]}
+    typed = Report.from_dict(report)
+    assert json.dumps(typed.to_dict()) == json.dumps(report)
+    tm = typed.models[0].threat_models[0]
+    assert isinstance(tm, ThreatModel) and tm.norm == "linf" and tm.per_sample == {"fooled_by": [[0, -1]]}
+    assert [a.label for a in tm.attacks] == ["FGSM", "PGD-50", "Square"] and tm.attacks[2].gradient_free is True
+    assert tm.attacks[1].results[0].robust_acc == 0.80 and tm.worst_case[2].robust == 100
+    assert typed.models[1].extra == {"future_field": {"x": [1, 2]}} and typed.models[1].detection is None
+    assert typed.models[2].detection.laundering["jpeg_q30"]["auc"] == 0.9
+    assert [g.passed for g in typed.gates] == [True, False, True] and typed.timing.total_s == 40.2
+    assert typed.environment.world_size == 1 and typed.data.shape == [1, 28, 28]
+    assert Report.from_dict(typed.to_dict()) == typed
+
+
+def test_parts_built_in_code_write_only_what_they_hold():
+    from advkit.report import Example, Gate, ModelEntry
+
+    assert Gate(name="g", kind="check", passed=True).to_dict() == {
+        "name": "g", "kind": "check", "model": None, "threshold": None, "value": None, "passed": True,
+        "message": None}
+    assert Example(eps=0.1, attack="worst case", png_base64="").to_dict() == {
+        "eps": 0.1, "attack": "worst case", "png_base64": ""}  # no norm: left out, not null
+    m = ModelEntry(name="m", source=["a", "b"], clean_acc=0.5, n=2, threat_models=[], checks=[], examples=[])
+    assert "detection" not in m.to_dict() and ModelEntry.from_dict(m.to_dict()) == m
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["models"][1].pop("clean_acc"), r"^models\[1\]: missing key 'clean_acc'$"),
+    (lambda r: r["models"][1].update(name="default"), r"^models: two entries share the model name 'default'$"),
+    (lambda r: r["models"][0]["checks"][0].update(status="ok"),
+     r"^models\[0\] \(default\)\.checks\[0\]: status 'ok' is not one of pass, warn, fail, skip$"),
+    (lambda r: r["models"][0]["threat_models"][0]["worst_case"][1].pop("eps"),
+     r"^models\[0\] \(default\)\.threat_models\[0\]\.worst_case\[1\]: missing key 'eps'$"),
+    (lambda r: r["models"][0]["threat_models"][0].update(attacks={}),
+     r"^models\[0\] \(default\)\.threat_models\[0\]\.attacks: expected a list, got dict$"),
+    (lambda r: r["models"][0].update(detection={"n_test": 1, "clean": {}, "robust": [], "laundering": {}, "roc": {}}),
+     r"^models\[0\] \(default\)\.detection\.clean: missing key 'auc'$"),
+    (lambda r: r.update(timing=[]), r"^timing: expected an object, got list$"),
+    (lambda r: r["gates"][2].pop("passed"), r"^gates\[2\]: missing key 'passed'$"),
+])
+def test_from_dict_names_the_first_problem(report, edit, message):
+    from advkit.report import Report, validate
+
+    edit(report)
+    with pytest.raises(AdvkitError, match=message):
+        Report.from_dict(report)
+    with pytest.raises(AdvkitError, match=message):
+        validate(report)
+
+
+def test_writers_and_diff_take_a_typed_report(tmp_path, report):
+    from advkit.report import Report, to_json
+
+    typed = Report.from_dict(report)
+    assert to_markdown(typed) == to_markdown(report) and to_html(typed) == to_html(report)
+    assert to_junit(typed) == to_junit(report) and to_json(typed) == to_json(report)
+    assert diff_reports(typed, report).changes == []
+    write_reports(typed, tmp_path / "typed")
+    write_reports(report, tmp_path / "plain")
+    for name in OUTPUTS:
+        assert (tmp_path / "typed" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_build_report_is_the_one_envelope():
+    import torch
+
+    from advkit.report import Report, build_report
+
+    models = make_report()["models"]
+    gates = make_report()["gates"]
+    rep = build_report(config={"seed": 0}, data={"dataset": "mnist", "split": "test", "n": 1000},
+                       models=models, gates=gates, device=torch.device("cpu"), world=2, total_s=40.256,
+                       attack_s=35.004, time_saved_s=1.0 / 3)
+    assert isinstance(rep, Report)
+    d = rep.to_dict()
+    assert list(d) == ["schema", "schema_version", "created", "environment", "config", "data", "models", "gates",
+                       "passed", "timing"]
+    assert (d["schema"], d["schema_version"]) == ("advkit.report", SCHEMA_VERSION)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", d["created"])
+    assert d["environment"]["device"] == "cpu" and d["environment"]["world_size"] == 2
+    assert set(d["environment"]) == {"advkit", "torch", "python", "platform", "device", "world_size"}
+    assert d["models"] == models and d["gates"] == gates and d["passed"] is False
+    assert d["timing"] == {"total_s": 40.26, "attack_s": 35.0, "time_saved_s": 0.33}
+    assert build_report(config={}, data={}, models=[], gates=[], device=torch.device("cpu")).passed is True
+    bad = make_report()["models"]
+    del bad[0]["n"]
+    with pytest.raises(AdvkitError, match=r"^models\[0\]: missing key 'n'$"):
+        build_report(config={}, data={}, models=bad, gates=[], device=torch.device("cpu"))

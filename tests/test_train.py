@@ -106,7 +106,7 @@ def test_resume_with_another_config_names_the_difference(tmp_path):
 
 
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    import advkit.train.trainer as trainer
+    import advkit.runtime.run as trainer
 
     real = trainer.atomic_write_bytes
     calls = {"n": 0}

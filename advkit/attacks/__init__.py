@@ -9,6 +9,7 @@ every foolbox 3 attack as ``foolbox:NAME``) behind one signature::
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,71 +17,87 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from advkit.attacks._common import NORMS, attack_mode, per_sample_norm
+from advkit.attacks.base import ATTACKS, AttackInfo, register_attack
+from advkit.attacks.common import NORMS, LossFn, attack_mode, check_eps, default_loss, per_sample_norm
 from advkit.attacks.fgsm import fgsm
-from advkit.attacks.foolbox_bridge import foolbox_attack_names, foolbox_norm, run_foolbox
+from advkit.attacks.foolbox_bridge import FOOLBOX, foolbox_attack_names, foolbox_info, foolbox_norm, run_foolbox
 from advkit.attacks.pgd import pgd
 from advkit.attacks.square import square
 from advkit.errors import AdvkitError
-from advkit.registry import Registry
+from advkit.registry import split_name
 
-__all__ = ["fgsm", "pgd", "square", "Attack", "get_attack", "list_attacks", "register_attack",
-           "per_sample_norm", "attack_mode", "NORMS"]
-
-_ATTACKS: Registry[Callable[..., torch.Tensor]] = Registry("attack")
-
-
-def register_attack(name: str):
-    """Register ``fn(model, x, y, *, eps, targeted=False, ...) -> x_adv``."""
-    return _ATTACKS.register(name)
-
-
-_ATTACKS.add("fgsm", fgsm)
-_ATTACKS.add("pgd", pgd)
-_ATTACKS.add("square", square)
+__all__ = ["fgsm", "pgd", "square", "Attack", "AttackInfo", "get_attack", "list_attacks", "register_attack",
+           "attack_info", "per_sample_norm", "attack_mode", "check_eps", "default_loss", "LossFn", "NORMS",
+           "FOOLBOX"]
 
 
 @dataclass(frozen=True)
 class Attack:
     """A configured attack: ``attack(model, x, y, *, eps, targeted=False, generator=None) -> x_adv``.
 
-    ``norm`` is the norm ``eps`` is measured in; ``kwargs`` are the attack's own parameters.
+    ``norm`` is the norm ``eps`` is measured in; ``kwargs`` are the attack's own parameters; ``info`` holds
+    what the attack declares about itself (see :class:`AttackInfo`).
     """
 
     name: str
     norm: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     fn: Callable[..., torch.Tensor] | None = None
+    info: AttackInfo | None = None
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                  targeted: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.name.startswith("foolbox:"):
-            return run_foolbox(self.name[8:], model, x, y, eps=eps, targeted=targeted, generator=generator,
-                               **self.kwargs)
-        extra = {"generator": generator} if "generator" in inspect.signature(self.fn).parameters else {}
-        return self.fn(model, x, y, eps=eps, targeted=targeted, **self.kwargs, **extra)
+        fn = self.fn if self.fn is not None else get_attack(self.name, **self.kwargs).fn
+        extra = {"generator": generator} if "generator" in inspect.signature(fn).parameters else {}
+        return fn(model, x, y, eps=eps, targeted=targeted, **self.kwargs, **extra)
+
+    @property
+    def gradient_free(self) -> bool:
+        """The attack never reads a gradient."""
+        return (self.info or attack_info(self.name)).gradient_free
+
+    @property
+    def label(self) -> str:
+        """The label reports use for this configuration (``PGD-50x5``)."""
+        return (self.info or attack_info(self.name)).label(self.kwargs)
 
 
 def list_attacks(include_foolbox: bool = True) -> list[str]:
     """Registered attack names, then ``foolbox:NAME`` for every foolbox attack."""
-    return _ATTACKS.names() + ([f"foolbox:{n}" for n in foolbox_attack_names()] if include_foolbox else [])
+    return ATTACKS.names() + ([FOOLBOX.join(n) for n in foolbox_attack_names()] if include_foolbox else [])
+
+
+def attack_info(name: str) -> AttackInfo:
+    """What attack ``name`` declares about itself: its norms, whether it is gradient-free, its label.
+
+    Raises:
+        AdvkitError: ``name`` is not an attack (the message lists the valid ones).
+    """
+    family, rest = split_name(name, kind="attack")
+    if family is FOOLBOX:
+        return foolbox_info(rest)
+    if name not in ATTACKS:
+        raise AdvkitError(ATTACKS.unknown_message(name, [FOOLBOX.join(FOOLBOX.help)]))
+    return ATTACKS.get(name).info
 
 
 def get_attack(name: str, **kwargs: Any) -> Attack:
     """The attack ``name`` configured with ``kwargs`` (``steps=``, ``norm=``, ...). Unknown names, and
     parameters the attack does not take, raise with the valid choices."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if name.startswith("foolbox:"):
-        return Attack(name, foolbox_norm(name[8:], **kwargs), kwargs)
-    if name not in _ATTACKS:
-        raise AdvkitError(_ATTACKS.unknown_message(name, ["foolbox:NAME"]))
-    fn = _ATTACKS.get(name)
+    info = attack_info(name)
+    family, rest = split_name(name, kind="attack")
+    if family is FOOLBOX:
+        return Attack(name, foolbox_norm(rest, **kwargs), kwargs, functools.partial(run_foolbox, rest), info)
+    fn = ATTACKS.get(name).fn
     params = inspect.signature(fn).parameters
     own = [p for p in params if p not in ("model", "x", "y", "eps", "targeted", "generator")]
     bad = sorted(set(kwargs) - set(own))
     if bad:
         raise AdvkitError(f"attack {name!r} takes no parameter {', '.join(bad)}; valid: {', '.join(own)}")
-    norm = kwargs.get("norm", params["norm"].default if "norm" in params else "linf")
+    norm = kwargs.get("norm", params["norm"].default if "norm" in params else info.norms[0])
     if norm not in NORMS:
         raise AdvkitError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
-    return Attack(name, norm, kwargs, fn)
+    if norm not in info.norms:
+        raise AdvkitError(f"attack {name!r} works in {', '.join(info.norms)}, not {norm}")
+    return Attack(name, norm, kwargs, fn, info)

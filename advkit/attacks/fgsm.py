@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advkit.attacks._common import LossFn, attack_mode, check_eps, check_inputs, check_labels, default_loss
+from advkit.attacks.base import register_attack
+from advkit.attacks.common import LossFn, attack_mode, check_eps, check_inputs, check_labels, default_loss
 
 
+@register_attack("fgsm", norms=("linf",), label=lambda params: "FGSM")
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, targeted: bool = False,
          loss: LossFn | None = None) -> torch.Tensor:
     """``x_adv = clip(x + eps * sign(grad_x loss), 0, 1)``; ``x`` in [0,1], ``eps`` in pixel units (L-inf).

@@ -1,4 +1,4 @@
-"""Any foolbox 3 attack as ``foolbox:NAME``, behind advkit's attack signature.
+"""Any foolbox 3 attack as ``foolbox:NAME`` (the :data:`FOOLBOX` family), behind advkit's attack signature.
 
 The model is wrapped as a foolbox ``PyTorchModel`` with bounds (0, 1); the result is foolbox's
 ``clipped`` output, so minimum-norm attacks (C&W, DeepFool, Boundary) are projected onto the eps-ball.
@@ -10,16 +10,22 @@ import difflib
 import inspect
 import logging
 import math
-from functools import lru_cache
+import typing
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
 from torch import nn
 
-from advkit.attacks._common import attack_mode, check_inputs, check_labels
+from advkit.attacks.base import AttackInfo
+from advkit.attacks.common import attack_mode, check_inputs, check_labels
 from advkit.errors import AdvkitError
+from advkit.registry import register_family
 
 log = logging.getLogger(__name__)
+
+# the one spelling of the prefix: every foolbox name is FOOLBOX.join(NAME)
+FOOLBOX = register_family("foolbox", "attack", "NAME")
 
 # Not attacks on their own: DatasetAttack must be fed other samples first; BinarizationRefinementAttack
 # refines the result of another attack (it needs its starting points). PointwiseAttack fails inside
@@ -30,6 +36,12 @@ _NEEDS_NUMBA = {"L0BrendelBethgeAttack", "L1BrendelBethgeAttack", "L2BrendelBeth
                 "LinfinityBrendelBethgeAttack"}
 TARGETED_ONLY = {"GenAttack"}
 _DISTANCES = ("linf", "l2", "l1", "l0")
+# foolbox's score- and decision-based families, which only read the model's outputs. GenAttack, SpatialAttack
+# and L2ContrastReductionAttack read no gradient either but have always been counted as white-box here;
+# they stay so, since moving them would change the gradient-free check of existing reports.
+_GRADIENT_FREE = ("BaseAdditiveNoiseAttack", "BaseRepeatedAdditiveNoiseAttack", "SaltAndPepperNoiseAttack",
+                  "LinearSearchBlendedUniformNoiseAttack", "GaussianBlurAttack", "LinearSearchContrastReductionAttack",
+                  "BinarySearchContrastReductionAttack", "InversionAttack", "BoundaryAttack", "HopSkipJumpAttack")
 
 
 @lru_cache(maxsize=1)
@@ -57,29 +69,66 @@ def _norm_of(attack) -> str:
     return {math.inf: "linf", 2: "l2", 1: "l1", 0: "l0"}.get(p, "linf" if p is None else f"l{p}")
 
 
-def make_foolbox_attack(name: str, **kwargs):
-    """Instantiate ``foolbox.attacks.<name>(**kwargs)``; unknown names list the valid ones."""
+def _foolbox_class(name: str) -> type:
+    """``foolbox.attacks.<name>``; unknown names list the valid ones."""
     names = foolbox_attack_names()
     if name in _NEEDS_NUMBA and name not in names:
-        raise AdvkitError(f"foolbox:{name} needs numba: pip install numba")
+        raise AdvkitError(f"{FOOLBOX.join(name)} needs numba: pip install numba")
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean 'foolbox:{close[0]}'?)" if close else ""
+        hint = f" (did you mean '{FOOLBOX.join(close[0])}'?)" if close else ""
         raise AdvkitError(f"unknown foolbox attack {name!r}{hint}; valid: "
-                          f"{', '.join('foolbox:' + n for n in names)}")
+                          f"{', '.join(FOOLBOX.join(n) for n in names)}")
     import foolbox
 
-    cls = getattr(foolbox.attacks, name)
+    return getattr(foolbox.attacks, name)
+
+
+def make_foolbox_attack(name: str, **kwargs):
+    """Instantiate ``foolbox.attacks.<name>(**kwargs)``; unknown names list the valid ones."""
+    cls = _foolbox_class(name)
     if "distance" in inspect.signature(cls.__init__).parameters:
+        import foolbox
+
         # attacks that measure in a norm of the caller's choosing: name it as advkit does (default l2)
         dist = kwargs.pop("distance", "l2")
         if dist not in _DISTANCES:
-            raise AdvkitError(f"foolbox:{name}: distance must be one of {', '.join(_DISTANCES)}, got {dist!r}")
+            raise AdvkitError(f"{FOOLBOX.join(name)}: distance must be one of {', '.join(_DISTANCES)}, "
+                              f"got {dist!r}")
         kwargs["distance"] = getattr(foolbox.distances, dist)
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise AdvkitError(f"foolbox:{name}: {e}") from None
+        raise AdvkitError(f"{FOOLBOX.join(name)}: {e}") from None
+
+
+def _literal_choices(annotation) -> set[str]:
+    """The strings a ``Literal[...]`` (or a Union of them) allows."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return {a for a in typing.get_args(annotation) if isinstance(a, str)}
+    return set().union(*(_literal_choices(a) for a in typing.get_args(annotation)))
+
+
+def _declared_norms(cls: type) -> tuple[str, ...]:
+    params = inspect.signature(cls.__init__).parameters
+    if "distance" in params:  # any norm, chosen with distance=
+        return _DISTANCES
+    if "constraint" in params:  # HopSkipJump: constraint="l2" or "linf"
+        choices = _literal_choices(params["constraint"].annotation)
+        return tuple(d for d in _DISTANCES if d in choices)
+    try:
+        return (_norm_of(cls()),)
+    except TypeError:  # a required argument (VirtualAdversarialAttack's steps): the class attribute says it
+        return (_norm_of(cls),)
+
+
+@cache
+def foolbox_info(name: str) -> AttackInfo:
+    """The facts of foolbox attack ``name``, read from its class: its norms, and whether it is one of foolbox's
+    score- or decision-based families (gradient-free). Reports label it by its foolbox name."""
+    cls = _foolbox_class(name)
+    gradient_free = any(b.__name__ in _GRADIENT_FREE for b in cls.__mro__)
+    return AttackInfo(FOOLBOX.join(name), _declared_norms(cls), gradient_free, takes_norm=False, title=name)
 
 
 def foolbox_norm(name: str, **kwargs) -> str:
@@ -97,7 +146,7 @@ def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
 
     attack = make_foolbox_attack(name, **kwargs)
     if name in TARGETED_ONLY and not targeted:
-        raise AdvkitError(f"foolbox:{name} supports targeted attacks only: pass targeted=True (--targeted) "
+        raise AdvkitError(f"{FOOLBOX.join(name)} supports targeted attacks only: pass targeted=True (--targeted) "
                           f"with target labels")
     check_inputs(x, y)
     eps = float(eps)
@@ -118,15 +167,15 @@ def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
             try:
                 clipped = _run(attack, fmodel, x0, y, targeted, eps)
             except (NotImplementedError, ValueError) as e:
-                raise AdvkitError(f"foolbox:{name} cannot run here: {e}") from None
+                raise AdvkitError(f"{FOOLBOX.join(name)} cannot run here: {e}") from None
             finally:
                 if np_state is not None:
                     np.random.set_state(np_state)
     clipped = clipped.detach()
     bad = ~torch.isfinite(clipped).flatten(1).all(1)
     if bad.any():  # e.g. VirtualAdversarialAttack normalizing a zero gradient: no attack, not NaN
-        log.warning("foolbox:%s produced non-finite values for %d sample(s); returned unchanged", name,
-                    int(bad.sum()))
+        log.warning("%s produced non-finite values for %d sample(s); returned unchanged",
+                    FOOLBOX.join(name), int(bad.sum()))
         clipped = torch.where(bad.view(-1, *[1] * (x0.ndim - 1)), x0, clipped)
     return clipped.to(x.dtype)
 

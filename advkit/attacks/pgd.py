@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advkit.attacks._common import (LossFn, attack_mode, check_eps, check_inputs, check_labels, default_loss,
-                                    per_sample_norm)
+from advkit.attacks.base import register_attack
+from advkit.attacks.common import (LossFn, attack_mode, check_eps, check_inputs, check_labels, default_loss,
+                                   per_sample_norm)
 from advkit.errors import AdvkitError
 
 _TINY = 1e-12
@@ -30,6 +31,12 @@ def _random_start(x0: torch.Tensor, eps: float, norm: str, gen: torch.Generator 
     return x0 + g * r.view(-1, *[1] * (x0.ndim - 1))
 
 
+def _label(params: dict) -> str:
+    steps, restarts = params.get("steps", 10), params.get("restarts", 1)
+    return f"PGD-{steps}" + (f"x{restarts}" if restarts > 1 else "")
+
+
+@register_attack("pgd", norms=("linf", "l2"), label=_label)
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float | None = None,
         steps: int = 10, norm: str = "linf", random_start: bool = True, restarts: int = 1,
         targeted: bool = False, loss: LossFn | None = None,

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advkit.attacks._common import attack_mode, check_eps, check_inputs, check_labels, per_sample_norm
+from advkit.attacks.base import register_attack
+from advkit.attacks.common import attack_mode, check_eps, check_inputs, check_labels, per_sample_norm
 from advkit.errors import AdvkitError
 
 _TINY = 1e-12
@@ -162,6 +163,9 @@ def _l2_step(xs, xb, eps, p, gen):
 
 # ---- the attack --------------------------------------------------------------------------------------------
 
+# never reads a gradient: only the model's outputs (what the gradient-masking check relies on)
+@register_attack("square", norms=("linf", "l2"), gradient_free=True,
+                 label=lambda params: f"Square-{params.get('n_queries', 1000)}")
 def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
            n_queries: int = 1000, p_init: float | None = None, targeted: bool = False, loss: str = "margin",
            generator: torch.Generator | None = None) -> torch.Tensor:

@@ -25,25 +25,13 @@ def default_out(kind: str) -> Path:
 
 def resolve_model(spec: str | None, data, data_root: str | None, device, echo=click.echo):
     """A checkpoint path, a registry name (random init: says so), or None for the cached default model."""
-    from advkit.models import checkpoint_file, create_model, load
+    from advkit.models.resolve import Notes
+    from advkit.train.default import resolve
 
-    if spec is None:
-        from advkit.train.default import default_model_path, get_default_model
-
-        if not default_model_path().is_file():
-            echo("No --model given: training the default MNIST classifier once (about a minute on a laptop "
-                 f"CPU); it is cached at {default_model_path()}")
-        model, path, _ = get_default_model(data_root, progress=True)
-        echo(f"model: default MNIST LeNet ({path})")
-        return model.to(device)
-    path = Path(spec)
-    if path.suffix == ".safetensors" or path.exists():
-        path = checkpoint_file(path)
-        model = load(path, device=device)
-        echo(f"model: {path}")
-        return model
-    c, h, _ = data.image_shape
-    model = create_model(spec, num_classes=data.num_classes, in_chans=c, input_size=h,
-                         mean=data.mean, std=data.std).to(device).eval()
-    echo(f"model: {spec} (random initialisation: train it first for meaningful numbers)")
-    return model
+    # the CLI's wording: it names the model it uses on every path, and says how to get meaningful numbers
+    notes = Notes(loaded="model: {path}",
+                  random_init="model: {spec} (random initialisation: train it first for meaningful numbers)",
+                  default_training="No --model given: training the default MNIST classifier once (about a minute "
+                                   "on a laptop CPU); it is cached at {path}",
+                  default_loaded="model: default MNIST LeNet ({path})")
+    return resolve(spec, data, device, echo, data_root=data_root, progress=True, notes=notes)

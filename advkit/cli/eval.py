@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
@@ -31,15 +30,16 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
     `torchrun --nproc_per_node=N` the samples are sharded over the ranks; rank 0 writes the same report.
     """
     from advkit.config import load_config
-    from advkit.eval.config import EvalConfig
+    from advkit.detect.config import EvalDetectionConfig
+    from advkit.detect.report import run_detection_eval
     from advkit.eval.harness import run_eval
     from advkit.report import load_report, write_reports
-    from advkit.runtime.distributed import init_distributed, shutdown
+    from advkit.runtime.distributed import init_distributed, is_main_process, shutdown
     from advkit.runtime.device import resolve_device
 
-    main = os.environ.get("RANK", "0") == "0"
+    main = is_main_process()
     echo = click.echo if main else (lambda *a, **k: None)
-    cfg = load_config(EvalConfig, config_path, sets)
+    cfg = load_config(EvalDetectionConfig, config_path, sets)
     if data_root:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
     base = load_report(baseline) if baseline else None
@@ -50,9 +50,15 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
         import torch
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
+
+    def say(message: str) -> None:
+        echo(message, err=True)
+
     try:
-        report = run_eval(cfg, device=device, dist=dist, baseline=base, progress=not quiet,
-                          say=lambda m: echo(m, err=True))
+        if cfg.detection.enabled:  # the models are fake-image detectors
+            report = run_detection_eval(cfg, device=device, dist=dist, baseline=base, say=say)
+        else:
+            report = run_eval(cfg, device=device, dist=dist, baseline=base, progress=not quiet, say=say)
     finally:
         shutdown(dist)
     if report is None:

@@ -30,7 +30,7 @@ def gan_cmd(config_path, sets, out, data_root, resume):
     Under `torchrun --nproc_per_node=N` each process takes 1/N of every batch and gradients are averaged;
     only rank 0 prints and writes. batch_size is the global batch."""
     import dataclasses
-    import os
+    from advkit.runtime.distributed import is_main_process
 
     from advkit.config import load_config
     from advkit.gan.config import GanConfig
@@ -43,7 +43,7 @@ def gan_cmd(config_path, sets, out, data_root, resume):
         raise AdvkitError("--resume needs --out DIR (the run to continue)")
     out_dir = Path(out) if out else default_out("gan")
     extra = f", hardened D ({cfg.harden.objective}, eps {cfg.harden.eps:g})" if cfg.harden.objective != "none" else ""
-    echo = click.echo if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+    echo = click.echo if is_main_process() else (lambda *a, **k: None)
     echo(f"training a DCGAN on {cfg.data.dataset} ({cfg.loss} loss{extra}, {cfg.epochs} epochs) -> {out_dir}")
     _, metrics = train_gan(cfg, out_dir, progress=True, resume=resume, on_epoch=_print_epoch)
     echo(f"done (epoch {metrics.get('epoch', cfg.epochs)}); generator: {out_dir / 'generator.safetensors'}")
@@ -113,7 +113,7 @@ def generate(ckpt, n, out, seed, batch_size, device):
     import torch
     from tqdm.auto import tqdm
 
-    from advkit.models.gan_checkpoint import load_generator
+    from advkit.models.checkpoint import load_generator
     from advkit.models.dcgan import FAKE
     from advkit.runtime.device import resolve_device
     from advkit.runtime.io import atomic_write_bytes

@@ -27,10 +27,10 @@ def classifier(config_path, sets, out, data_root, resume):
     Under `torchrun --nproc_per_node=N` the same command trains with DDP; only rank 0 prints and writes.
     """
     import dataclasses
-    import os
+    from advkit.runtime.distributed import is_main_process
 
     # under torchrun only rank 0 speaks for the run
-    echo = click.echo if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+    echo = click.echo if is_main_process() else (lambda *a, **k: None)
 
     from advkit.config import load_config
     from advkit.train import TrainConfig, train_classifier
@@ -77,7 +77,7 @@ def detector(config_path, sets, out, data_root, resume):
     of the config's `gates:` fails.
     """
     import dataclasses
-    import os
+    from advkit.runtime.distributed import is_main_process
 
     from advkit.config import load_config
     from advkit.detect.config import DetectorConfig
@@ -94,7 +94,7 @@ def detector(config_path, sets, out, data_root, resume):
     what = o.name if o.name == "clean" else f"{o.name}, eps {o.eps:.4g}"
     members = (f", an ensemble of {cfg.ensemble} (seeds {cfg.train.seed}-{cfg.train.seed + cfg.ensemble - 1})"
                if cfg.ensemble > 1 else "")
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 speaks for the run
+    if is_main_process():  # under torchrun only rank 0 speaks for the run
         click.echo(f"training detector {cfg.train.model.name} on {data_name(cfg.data)} ({what}, "
                    f"{cfg.train.epochs} epochs{members}) -> {out_dir}")
     _, report = train_detector(cfg, out_dir, progress=True, resume=resume, on_epoch=_print_detector_epoch)

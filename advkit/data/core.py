@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from advkit.errors import AdvkitError
-from advkit.registry import Registry
+from advkit.registry import Family, Registry, register_family, split_name
 
 # The repository's own datasets/ folder (holds the embedded MNIST); found for editable installs and clones.
 EMBEDDED_ROOT = Path(__file__).resolve().parents[2] / "datasets"
@@ -97,22 +97,37 @@ class ArrayDataset(torch.utils.data.Dataset):
 
 Loader = Callable[..., ArrayDataset]
 _DATASETS: Registry[Loader] = Registry("dataset")
-_PREFIXES: dict[str, Loader] = {}
+_FAMILY_LOADERS: dict[Family, Loader] = {}
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register ``loader(split, roots, download=False) -> ArrayDataset`` under the plain name ``name``."""
     return _DATASETS.register(name)
 
 
 def register_prefix(prefix: str) -> Callable[[Loader], Loader]:
+    """Register ``loader(path, split) -> ArrayDataset`` for the names ``prefix:PATH``.
+
+    The prefix becomes a ``dataset`` family of :mod:`advkit.registry`, the one parser of name prefixes.
+
+    Raises:
+        KeyError: the family already exists.
+    """
+    family = register_family(prefix, "dataset", "PATH")
+
     def deco(fn: Loader) -> Loader:
-        _PREFIXES[prefix] = fn
+        _FAMILY_LOADERS[family] = fn
         return fn
     return deco
 
 
+def _family_names() -> list[str]:
+    return [f.join(f.help) for f in sorted(_FAMILY_LOADERS, key=lambda f: f.name)]
+
+
 def list_datasets() -> list[str]:
-    return _DATASETS.names() + [f"{p}:PATH" for p in sorted(_PREFIXES)]
+    """Registered dataset names, then ``PREFIX:PATH`` for each family (``npz:PATH``, ``folder:PATH``)."""
+    return _DATASETS.names() + _family_names()
 
 
 def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
@@ -134,13 +149,11 @@ def load_dataset(spec: str, split: str = "test", *, root: str | os.PathLike | No
     """
     if split not in ("train", "test"):
         raise AdvkitError(f"unknown split {split!r}; valid: train, test")
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix in _PREFIXES:
-        if not rest:
-            raise AdvkitError(f"dataset {spec!r} needs a path after '{prefix}:'")
-        return _PREFIXES[prefix](Path(rest).expanduser(), split)
+    family, rest = split_name(spec, kind="dataset")  # unknown prefixes raise here, listing the known ones
+    if family is not None:
+        return _FAMILY_LOADERS[family](Path(rest).expanduser(), split)
     if spec not in _DATASETS:
-        raise AdvkitError(_DATASETS.unknown_message(spec, [f"{p}:PATH" for p in sorted(_PREFIXES)]))
+        raise AdvkitError(_DATASETS.unknown_message(spec, _family_names()))
     return _DATASETS.get(spec)(split=split, roots=data_roots(root), download=download)
 
 
@@ -200,6 +213,3 @@ def to_labels(y: np.ndarray, n: int, where: str) -> torch.Tensor:
         raise AdvkitError(f"{where}: labels must be >= 0")
     return torch.from_numpy(y.astype(np.int64))
 
-
-# Register the sources (imported for their side effect).
-from advkit.data import sources as _sources  # noqa: E402,F401

@@ -122,8 +122,15 @@ def npz(path: Path, split: str) -> ArrayDataset:
     return ArrayDataset(images, labels, classes, f"npz:{path}", source=str(path))
 
 
-def _read_image(path: Path) -> np.ndarray | None:
-    """HWC uint8 RGB or HW gray, or None when OpenCV cannot decode the file."""
+def read_image(path: Path) -> np.ndarray | None:
+    """Read one image file with OpenCV, whatever its format and bit depth.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        HWC uint8 RGB (alpha dropped) or HW uint8 gray; ``None`` when OpenCV cannot decode the file.
+    """
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
@@ -162,7 +169,7 @@ def folder(path: Path, split: str) -> ArrayDataset:
         for f in sorted((base / cname).iterdir()):
             if not f.is_file() or f.name.startswith("."):
                 continue
-            img = _read_image(f)
+            img = read_image(f)
             if img is None:
                 bad.append(f)
                 continue

@@ -164,7 +164,7 @@ def _labelled_sources(spec: str, pools: tuple[str, ...], root: str | os.PathLike
 
 
 def _generator_source(spec: str, path: Path, pools: tuple[str, ...]) -> _Source:
-    from advkit.gan import load_generator
+    from advkit.models.checkpoint import load_generator
 
     g = load_generator(path)  # refuses classifier and discriminator checkpoints with a clear error
     return _Source(spec, spec, 1, (g.channels, g.img_size, g.img_size), {p: _Pool(None, None) for p in pools},
@@ -336,3 +336,8 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
             ds.mean, ds.std = mean, std
     log.info("real/fake: %s", ", ".join(f"{sp} {len(ds)}" for sp, ds in out.items()))
     return out
+
+def data_name(cfg: RealFakeConfig) -> str:
+    """What the checkpoint's ``dataset`` field says: the sources, e.g. ``realfake(mnist vs g.safetensors)``."""
+    real = [s for s in (cfg.real, cfg.labelled) if s]
+    return f"realfake({' + '.join(real)}{' vs ' + ', '.join(cfg.fakes) if cfg.fakes else ''})"

@@ -136,10 +136,10 @@ class FrameStream(IterableDataset):
                 yield self._image(i, src.path)
 
     def _image(self, i: int, path: str) -> dict:
-        from advkit.data.sources import _read_image
+        from advkit.data import read_image
 
         try:
-            img = _read_image(Path(path))
+            img = read_image(Path(path))
         except (OSError, ValueError) as e:
             return _item(i, None, error=f"cannot read: {e}")
         if img is None:

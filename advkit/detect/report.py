@@ -7,15 +7,16 @@ ROC points), so the same writers, gates and JUnit file serve both.
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from typing import Any, Callable
 
 import torch
 
+from advkit.detect.config import EvalDetectionConfig
 from advkit.errors import AdvkitError
-from advkit.eval.config import EvalConfig, GatesConfig, ModelSpec, config_dict
+from advkit.eval.config import GatesConfig, ModelSpec, config_dict
 from advkit.eval.gates import evaluate_gates
+from advkit.report import build_report
 from advkit.runtime.distributed import Dist
 
 
@@ -27,32 +28,28 @@ def detector_entry(name: str, source: Any, evaluation: dict, checks: list[dict] 
 
 def detection_report(*, config: dict, data: dict, models: list[dict], gates: GatesConfig, device: torch.device,
                      world: int = 1, baseline: dict | None = None, total_s: float = 0.0) -> dict:
-    """A schema-v1 report around detector entries (see :mod:`advkit.report.schema`), gates evaluated."""
-    from advkit.eval.harness import environment
-
-    report = {"schema": "advkit.report", "schema_version": 1,
-              "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-              "environment": environment(device, world), "config": config, "data": data, "models": models}
-    report["gates"] = evaluate_gates(report, gates, baseline)
-    report["passed"] = all(g["passed"] for g in report["gates"])
+    """A schema-v1 report around detector entries (:func:`advkit.report.build_report`), gates evaluated; its
+    attack time is the evasion attacks' time."""
     attack_s = sum(m["detection"].get("time_s", {}).get("robust", 0.0) for m in models)
-    report["timing"] = {"total_s": round(total_s, 2), "attack_s": round(attack_s, 2), "time_saved_s": 0.0}
-    return report
+    evaluated = evaluate_gates({"models": models}, gates, baseline)
+    return build_report(config=config, data=data, models=models, gates=evaluated, device=device, world=world,
+                        total_s=total_s, attack_s=attack_s).to_dict()
 
 
 def data_info(name: str, test) -> dict:
     return {"dataset": name, "split": "test", "n": len(test), "num_classes": 2, "shape": list(test.image_shape)}
 
 
-def run_detection_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Dist(),
+def run_detection_eval(cfg: EvalDetectionConfig, *, device: torch.device, dist: Dist = Dist(),
                        baseline: dict | None = None, say: Callable[[str], None] = print) -> dict | None:
     """Evaluate every model of ``cfg.models`` as a detector on ``cfg.detection.data``'s test split. Runs on
     rank 0 (the attacks are per-sample; a detector test split is small); other ranks return None."""
     from advkit.detect.data import build_realfake
     from advkit.detect.evaluate import evaluate_detector
-    from advkit.detect.train import data_name
+    from advkit.detect.data import data_name
     from advkit.eval.checks import model_checks
-    from advkit.eval.harness import _check_model_fits, load_model
+    from advkit.eval.harness import load_model
+    from advkit.models.resolve import check_model_fits
 
     if not dist.main:
         return None
@@ -66,7 +63,7 @@ def run_detection_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Di
     entries = []
     for m in cfg.models:
         model = load_model(m, test, device, say)
-        _check_model_fits(model, test, m.label, device)
+        check_model_fits(model, test.subset(2).tensors()[0].to(device), test.num_classes, m.label, test.name)
         checks = []
         if cfg.checks.enabled:
             x, y = test.subset(cfg.checks.n).tensors()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ from torch import nn
 
 from advkit.config import to_dict, to_yaml
 from advkit.data import ArrayDataset
-from advkit.detect.data import RealFakeConfig, build_realfake
+from advkit.detect.data import RealFakeConfig, build_realfake, data_name
 from advkit.data.transforms import Augment
 from advkit.detect.config import DetectorConfig
 from advkit.detect.evaluate import evaluate_detector
@@ -27,7 +26,7 @@ from advkit.errors import AdvkitError
 from advkit.detect.report import data_info, detection_report, detector_entry
 from advkit.models import RUN_CHECKPOINT, ensemble, save
 from advkit.report import write_reports
-from advkit.runtime.distributed import init_distributed, shutdown
+from advkit.runtime.distributed import init_distributed, is_main_process, shutdown
 from advkit.train.trainer import BatchTransform, checkpoint_metadata, train_classifier
 from advkit.runtime.device import resolve_device
 from advkit.runtime.io import atomic_write_json, atomic_write_text
@@ -50,12 +49,6 @@ def augment_batch(aug: Augment) -> BatchTransform | None:
         return aug(u8, gen).float().div_(255)
 
     return transform
-
-
-def data_name(cfg: RealFakeConfig) -> str:
-    """What the checkpoint's ``dataset`` field says: the sources, e.g. ``realfake(mnist vs g.safetensors)``."""
-    real = [s for s in (cfg.real, cfg.labelled) if s]
-    return f"realfake({' + '.join(real)}{' vs ' + ', '.join(cfg.fakes) if cfg.fakes else ''})"
 
 
 def data_summary(sets: dict[str, ArrayDataset], cfg: RealFakeConfig) -> dict:
@@ -108,15 +101,17 @@ def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayD
             hook = None if on_epoch is None else (lambda m, k=k: on_epoch({**m, "member": k}))
             model, m = train_classifier(dataclasses.replace(cfg.train, seed=seed),
                                         member_dir(out, k) if out is not None else None, progress=progress,
-                                        resume=resume, on_epoch=hook, datasets=datasets, batch_transform=transform)
+                                        resume=resume, on_epoch=hook, datasets=datasets, batch_transform=transform,
+                                        kind="detector")
             models.append(model)
             metrics.append({**m, "seed": seed})
     finally:
         shutdown(d)
     model, metrics = ensemble(models), {"members": metrics}
     if out is not None and d.main:
-        save(model, out / RUN_CHECKPOINT, **checkpoint_metadata(to_dict(cfg.train), datasets[0].name, datasets[0],
-                                                                 metrics), ensemble=cfg.ensemble)
+        save(model, out / RUN_CHECKPOINT, kind="detector",
+             **checkpoint_metadata(to_dict(cfg.train), datasets[0].name, datasets[0], metrics),
+             ensemble=cfg.ensemble)
     return model, metrics
 
 
@@ -142,7 +137,7 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     if out is not None:
         atomic_write_text(out / CONFIG, to_yaml(cfg))
     model, metrics = _train_members(cfg, out, (train, sets["val"]), progress, resume, on_epoch)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 evaluates and reports
+    if not is_main_process():  # under torchrun, rank 0 evaluates and reports
         return model, {"training": metrics}
     device = next(model.parameters()).device
     t0 = time.perf_counter()

@@ -8,15 +8,11 @@ typo.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from advkit.attacks import get_attack
-from advkit.attacks._common import NORMS, check_eps
+from advkit.attacks import FOOLBOX, NORMS, attack_info, check_eps, get_attack
 from advkit.config import parse_number
-from advkit.detect.data import RealFakeConfig
 from advkit.errors import AdvkitError
 
 MODES = ("cascade", "full")
@@ -29,20 +25,9 @@ def default_suite(norm: str) -> tuple[dict[str, Any], ...]:
     check needs it, and it runs last, on the few samples the white-box attacks left standing)."""
     if norm == "linf":
         return ({"name": "fgsm"}, {"name": "pgd", "steps": 50, "restarts": 5},
-                {"name": "foolbox:LInfFMNAttack"}, {"name": "square", "n_queries": 1000})
-    return ({"name": "pgd", "norm": "l2", "steps": 50, "restarts": 5}, {"name": "foolbox:L2FMNAttack"},
+                {"name": FOOLBOX.join("LInfFMNAttack")}, {"name": "square", "n_queries": 1000})
+    return ({"name": "pgd", "norm": "l2", "steps": 50, "restarts": 5}, {"name": FOOLBOX.join("L2FMNAttack")},
             {"name": "square", "norm": "l2", "n_queries": 1000})
-
-
-# attacks that never read a gradient: the masking check compares them with the white-box ones
-GRADIENT_FREE = {"square", "foolbox:BoundaryAttack", "foolbox:HopSkipJumpAttack",
-                 "foolbox:GaussianBlurAttack", "foolbox:LinearSearchBlendedUniformNoiseAttack",
-                 "foolbox:LinearSearchContrastReductionAttack", "foolbox:BinarySearchContrastReductionAttack",
-                 "foolbox:SaltAndPepperNoiseAttack", "foolbox:InversionAttack"}
-
-
-def is_gradient_free(name: str) -> bool:
-    return name in GRADIENT_FREE or ("Noise" in name and name.startswith("foolbox:"))
 
 
 @dataclass(frozen=True)
@@ -55,21 +40,12 @@ class AttackSpec:
 
     @property
     def gradient_free(self) -> bool:
-        return is_gradient_free(self.name)
+        """The attack never reads a gradient (it says so itself): the masking check compares such attacks
+        with the white-box ones."""
+        return attack_info(self.name).gradient_free
 
     def build(self):
         return get_attack(self.name, **self.params)
-
-
-def _label(name: str, p: dict[str, Any]) -> str:
-    if name == "fgsm":
-        return "FGSM"
-    if name == "pgd":
-        steps, r = p.get("steps", 10), p.get("restarts", 1)
-        return f"PGD-{steps}" + (f"x{r}" if r > 1 else "")
-    if name == "square":
-        return f"Square-{p.get('n_queries', 1000)}"
-    return name.split(":", 1)[-1]
 
 
 def resolve_attack(entry: Any, norm: str, where: str) -> AttackSpec:
@@ -81,7 +57,7 @@ def resolve_attack(entry: Any, norm: str, where: str) -> AttackSpec:
     params = {k: v for k, v in entry.items() if k not in ("name", "label", "targeted")}
     name, targeted = str(entry["name"]), bool(entry.get("targeted", False))
     probe = get_attack(name, **params)  # unknown names or parameters raise here, with the valid ones
-    if probe.norm != norm and "norm" not in params and not name.startswith("foolbox:"):
+    if probe.norm != norm and "norm" not in params and probe.info.takes_norm:
         try:
             probe = get_attack(name, **params, norm=norm)
             params = {**params, "norm": norm}
@@ -92,7 +68,7 @@ def resolve_attack(entry: Any, norm: str, where: str) -> AttackSpec:
     for k, v in params.items():
         if isinstance(v, str) and k in ("alpha", "eps_step", "stepsize"):
             params[k] = parse_number(v, f"{where}.{k}")
-    return AttackSpec(name, params, str(entry.get("label") or _label(name, params)), targeted)
+    return AttackSpec(name, params, str(entry.get("label") or attack_info(name).label(params)), targeted)
 
 
 @dataclass(frozen=True)
@@ -192,45 +168,6 @@ def _fraction(v: Any, where: str, what: str) -> float:
 
 
 @dataclass(frozen=True)
-class DetectEvalConfig:
-    """What :func:`advkit.detect.evaluate.evaluate_detector` measures on the test split."""
-
-    eps: tuple[float, ...] = (4 / 255, 8 / 255, 16 / 255)  # L-inf radii of the evasion attack, pixel units
-    pgd_steps: int = 20             # targeted PGD steps (step 2.5 * eps / steps, random start)
-    attack_reals: bool = True       # also push reals towards "fake" (the false-alarm attack), a second AUC
-    n: int | None = None            # test samples (the first n) attacked and laundered; None: all
-    laundering: bool = True         # JPEG q95/75/50/30, blur sigma 1/2, rescale 0.75/0.5, each alone
-    threshold: float = 0.5          # P(fake) at which a sample is called fake
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "eps", tuple(self.eps))
-        for e in self.eps:
-            if isinstance(e, bool) or not isinstance(e, numbers.Real) or not (math.isfinite(e) and 0 < e <= 1):
-                raise AdvkitError(f"evaluation.eps values must be in (0, 1] (pixel units, e.g. 8/255), got {e!r}")
-        if len(set(self.eps)) != len(self.eps):
-            raise AdvkitError(f"evaluation.eps lists a radius twice: {list(self.eps)}")
-        if self.pgd_steps < 1:
-            raise AdvkitError(f"evaluation.pgd_steps must be >= 1, got {self.pgd_steps}")
-        if self.n is not None and self.n < 2:
-            raise AdvkitError(f"evaluation.n must be >= 2 (both classes are needed), got {self.n}")
-        if not 0 <= self.threshold <= 1:
-            raise AdvkitError(f"evaluation.threshold must be a probability in [0, 1], got {self.threshold}")
-
-
-@dataclass(frozen=True)
-class DetectionSpec:
-    """``advkit eval`` of fake-image detectors: the models are 2-class detectors (0 real, 1 fake) scored on
-    the test split of ``data`` (threshold calibrated on its val split) as :func:`evaluate_detector` does.
-    Off unless ``data`` names real images (``real`` or ``labelled``); then ``threat_models`` are not run."""
-    data: RealFakeConfig = field(default_factory=RealFakeConfig)
-    evaluation: DetectEvalConfig = field(default_factory=DetectEvalConfig)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.data.real or self.data.labelled)
-
-
-@dataclass(frozen=True)
 class GatesConfig:
     """What a run must achieve to exit 0. ``min_robust_acc`` keys: ``0.1`` (every threat model with that
     eps) or ``linf@0.1``. ``max_drop`` applies against ``--baseline``. ``checks``: names that must not fail
@@ -294,7 +231,6 @@ class EvalConfig:
     examples: int = 8               # adversarial examples per eps in the HTML report
     checks: ChecksConfig = ChecksConfig()
     gates: GatesConfig = GatesConfig()
-    detection: DetectionSpec = DetectionSpec()  # set detection.data to evaluate fake-image detectors
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

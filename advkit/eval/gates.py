@@ -1,16 +1,20 @@
-"""Gates: the thresholds a report must meet. Each gate is one JUnit test case and one row in every report."""
+"""Gates: the thresholds a report must meet. Each gate is one JUnit test case and one row in every report.
+
+:func:`evaluate_gates` reads only the model entries, so an evaluation judges its gates before it builds the
+report (:func:`advkit.report.build_report` takes them evaluated)."""
 
 from __future__ import annotations
 
 import math
 
 from advkit.eval.config import CHECKS, LAUNDERING_NAMES, GatesConfig
+from advkit.report.schema import Gate
 
 
 def _gate(name: str, kind: str, model: str, threshold: float | None, value: float | None, passed: bool,
           message: str) -> dict:
-    return {"name": name, "kind": kind, "model": model, "threshold": threshold, "value": value, "passed": passed,
-            "message": message}
+    return Gate(name=name, kind=kind, model=model, threshold=threshold, value=value, passed=passed,
+                message=message).to_dict()
 
 
 def _close(a: float, b: float) -> bool:
@@ -18,6 +22,17 @@ def _close(a: float, b: float) -> bool:
 
 
 def evaluate_gates(report: dict, gates: GatesConfig, baseline: dict | None = None) -> list[dict]:
+    """Judge ``gates`` on ``report["models"]`` (a report, or any dict with its model entries).
+
+    Args:
+        report: holds ``models``, the report's model entries (classifier or detector).
+        gates: the thresholds; ``max_drop`` compares with ``baseline`` (0.01 when a baseline is given and
+            no ``max_drop`` is set).
+        baseline: an earlier report, or None.
+
+    Returns:
+        One gate dict per judged criterion (see :class:`advkit.report.schema.Gate`), in a stable order.
+    """
     out = []
     base_models = {m["name"]: m for m in (baseline or {}).get("models", [])}
     max_drop = gates.max_drop if gates.max_drop is not None else (0.01 if baseline else None)

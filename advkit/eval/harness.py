@@ -7,83 +7,39 @@ sanity checks and builds the report, which matches a single-process run except f
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import logging
-import platform
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from advkit import __version__
 from advkit.data import ArrayDataset, load_dataset
 from advkit.errors import AdvkitError
 from advkit.eval.checks import attack_checks, merge, model_checks
 from advkit.eval.config import EvalConfig, ModelSpec, config_dict
 from advkit.eval.gates import evaluate_gates
 from advkit.eval.suite import run_suite, summarize
+from advkit.models.ensemble import Ensemble
+from advkit.models.resolve import check_model_fits
+from advkit.report import build_report, environment  # noqa: F401  (environment: kept importable here)
 from advkit.runtime.distributed import Dist
 
 log = logging.getLogger(__name__)
 
 
-class Ensemble(nn.Module):
-    """Averages the logits of several ``f(x in [0,1]) -> logits`` models."""
-
-    def __init__(self, members: list[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x).float() for m in self.members]).mean(0)
-
-
-def _load_one(src: str, data: ArrayDataset, device: torch.device, say: Callable[[str], None]) -> nn.Module:
-    from advkit.models import checkpoint_file, create_model, list_models, load
-
-    if src == "default":
-        from advkit.train.default import default_model_path, get_default_model
-        if not default_model_path().is_file():
-            say("training advkit's default MNIST model once (about a minute on a laptop CPU)")
-        model, _, _ = get_default_model()
-        return model.to(device).eval()
-    path = Path(src)
-    if path.suffix in (".safetensors", ".ckpt", ".pt") or path.exists() or "/" in src:
-        path = checkpoint_file(path)
-        if not path.is_file():
-            raise AdvkitError(f"checkpoint not found: {path}")
-        return load(path, device=device).eval()
-    if not (src.startswith("timm:") or src in list_models()):
-        import difflib
-        close = difflib.get_close_matches(src, list_models() + ["default"], n=1)
-        raise AdvkitError(f"model {src!r} is neither a checkpoint file nor a registered model" +
-                          (f"; did you mean {close[0]!r}?" if close else ""))
-    c, h, _ = data.image_shape
-    say(f"model {src}: random initialisation (no checkpoint), numbers are only a smoke test")
-    return create_model(src, num_classes=data.num_classes, in_chans=c, input_size=h, mean=data.mean,
-                        std=data.std).to(device).eval()
-
-
 def load_model(spec: ModelSpec, data: ArrayDataset, device: torch.device,
                say: Callable[[str], None] = log.warning) -> nn.Module:
+    """The model (or the ensemble of models, their logits averaged) that ``spec`` names, in eval mode on
+    ``device``; each source goes through :func:`advkit.train.default.resolve` (a checkpoint, ``default``, or a
+    model name built with random weights for ``data``, which ``say`` is told)."""
+    from advkit.train.default import resolve
+
     if spec.ensemble:
-        return Ensemble([_load_one(s, data, device, say) for s in spec.ensemble]).eval()
-    return _load_one(spec.model, data, device, say)
-
-
-def _check_model_fits(model: nn.Module, data: ArrayDataset, name: str, device: torch.device) -> None:
-    x, _ = data.subset(2).tensors()
-    try:
-        with torch.no_grad():
-            out = model(x.to(device))
-    except RuntimeError as e:
-        raise AdvkitError(f"model {name!r} cannot take {data.name} images of shape {data.image_shape}: "
-                          f"{str(e).splitlines()[0]}") from None
-    if out.ndim != 2 or out.shape[1] != data.num_classes:
-        raise AdvkitError(f"model {name!r} gives outputs of shape {tuple(out.shape)} but {data.name} has "
-                          f"{data.num_classes} classes")
+        # the ensemble's own module, over the resolved members as they are (no weight copy). The eval path runs
+        # no autocast (attacks and checks cast logits to fp32 themselves), so the members' logits need no cast.
+        return Ensemble([resolve(s, data, device, say) for s in spec.ensemble]).eval()
+    return resolve(spec.model, data, device, say)
 
 
 def _png(ex, classes, title) -> str:
@@ -91,21 +47,9 @@ def _png(ex, classes, title) -> str:
     return base64.b64encode(adversarial_grid_png(*ex, classes, n=ex[0].shape[0], title=title)).decode()
 
 
-def environment(device: torch.device, world: int) -> dict:
-    dev = str(device)
-    if device.type == "cuda":
-        dev += f" ({torch.cuda.get_device_name(device)})"
-    return {"advkit": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "device": dev, "world_size": world}
-
-
 def run_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Dist(), baseline: dict | None = None,
              progress: bool = False, say: Callable[[str], None] = log.warning) -> dict | None:
-    """Run the whole evaluation; the report on rank 0, None on the other ranks. With ``detection.data`` set
-    the models are fake-image detectors, evaluated by :func:`advkit.detect.report.run_detection_eval`."""
-    if cfg.detection.enabled:
-        from advkit.detect.report import run_detection_eval
-        return run_detection_eval(cfg, device=device, dist=dist, baseline=baseline, say=say)
+    """Run the whole evaluation; the report on rank 0, None on the other ranks."""
     t_start = time.perf_counter()
     data = load_dataset(cfg.data.dataset, cfg.data.split, root=cfg.data.root).subset(cfg.data.n)
     if len(data) == 0:
@@ -120,7 +64,7 @@ def run_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Dist(), base
     models_out, attack_s, saved_s = [], 0.0, 0.0
     for spec in cfg.models:
         model = load_model(spec, data, device, say)
-        _check_model_fits(model, data, spec.label, device)
+        check_model_fits(model, data.subset(2).tensors()[0].to(device), data.num_classes, spec.label, data.name)
         entry = {"name": spec.label, "source": spec.model or list(spec.ensemble), "n": len(data),
                  "threat_models": [], "checks": [], "examples": []}
         per_tm_checks = []
@@ -165,16 +109,9 @@ def run_eval(cfg: EvalConfig, *, device: torch.device, dist: Dist = Dist(), base
         del model
     if not dist.main:
         return None
-    report = {
-        "schema": "advkit.report", "schema_version": 1,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "environment": environment(device, dist.world), "config": config_dict(cfg),
-        "data": {"dataset": cfg.data.dataset, "split": cfg.data.split, "n": len(data),
-                 "num_classes": data.num_classes, "shape": list(data.image_shape)},
-        "models": models_out,
-    }
-    report["gates"] = evaluate_gates(report, cfg.gates, baseline)
-    report["passed"] = all(g["passed"] for g in report["gates"])
-    report["timing"] = {"total_s": round(time.perf_counter() - t_start, 2), "attack_s": round(attack_s, 2),
-                        "time_saved_s": round(saved_s, 2)}
-    return report
+    data_info = {"dataset": cfg.data.dataset, "split": cfg.data.split, "n": len(data),
+                 "num_classes": data.num_classes, "shape": list(data.image_shape)}
+    gates = evaluate_gates({"models": models_out}, cfg.gates, baseline)
+    return build_report(config=config_dict(cfg), data=data_info, models=models_out, gates=gates, device=device,
+                        world=dist.world, total_s=time.perf_counter() - t_start, attack_s=attack_s,
+                        time_saved_s=saved_s).to_dict()

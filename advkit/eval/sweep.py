@@ -8,8 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from advkit.attacks import Attack, per_sample_norm
-from advkit.attacks._common import check_eps
+from advkit.attacks import Attack, check_eps, per_sample_norm
 from advkit.data import ArrayDataset
 from advkit.errors import AdvkitError
 

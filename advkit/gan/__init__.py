@@ -8,7 +8,7 @@ model (index 0 = real, index 1 = fake).
 >>> loss_g = g_loss("nonsaturating", d(fake))
 """
 
-from advkit.models.gan_checkpoint import load_discriminator, load_generator, save_gan_net
+from advkit.models.checkpoint import load_discriminator, load_generator, save_gan_net
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
 from advkit.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, value

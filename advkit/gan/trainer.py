@@ -15,7 +15,6 @@ DDP does; D's step runs several forward passes per backward, which DDP's wrapper
 from __future__ import annotations
 
 import copy
-import io
 import json
 import logging
 import math
@@ -23,26 +22,26 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advkit.config import to_dict, to_yaml
+from advkit.config import to_dict
 from advkit.data import load_dataset
 from advkit.errors import AdvkitError
 from advkit.gan import losses
-from advkit.models.gan_checkpoint import save_gan_net
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
+from advkit.models.checkpoint import save_gan_net
 from advkit.models.dcgan import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit
-from advkit.runtime.distributed import Dist, init_distributed, shutdown
 from advkit.runtime.device import resolve_device, seed_everything
-from advkit.runtime.io import atomic_write_bytes, atomic_write_text
+from advkit.runtime.distributed import Dist, init_distributed, shutdown
+from advkit.runtime.io import atomic_write_bytes
+from advkit.runtime.run import (RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng,
+                                rng_state)
+from advkit.viz import loss_curves_png, sample_grid_png
 
 log = logging.getLogger(__name__)
-CKPT = "last.ckpt"
 # keys that may change between a run and its resumption
 RESUMABLE_CHANGES = {"device", "data.root"}
 
@@ -62,14 +61,12 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
     if d.enabled and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
     seed_everything(cfg.seed)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
     try:
-        return _GanRun(cfg, out_dir, device, progress, resume, on_epoch, d).run()
+        with deterministic(cfg.deterministic):
+            return _GanRun(cfg, out_dir, device=device, resume=resume, dist_=d).run(progress=progress,
+                                                                                   on_epoch=on_epoch)
     finally:
-        torch.use_deterministic_algorithms(was_deterministic)
         shutdown(d)
 
 
@@ -83,30 +80,6 @@ def build_generator(cfg: GanConfig, img_size: int, channels: int) -> DCGANGenera
 def _set_trainable(net: nn.Module, on: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(on)
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-@torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-
-def _flat_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        key = f"{prefix}{k}"
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _flat_diff(va, vb, key + ".")
-        elif va != vb and key not in RESUMABLE_CHANGES:
-            out.append(f"{key}: {va!r} -> {vb!r}")
-    return out
 
 
 def per_sample_d_loss(name: str, real_label: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -132,88 +105,17 @@ def per_sample_d_loss(name: str, real_label: float = 1.0) -> Callable[[torch.Ten
     return loss_fn
 
 
-def _tiles(x: torch.Tensor, n_cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """[N, C, H, W] in [0,1] -> one BGR uint8 grid image (nearest-upscaled to at least 56 px per tile)."""
-    x = x.detach().float().clamp(0, 1).cpu()
-    n, c, h, w = x.shape
-    cols = n_cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    scale = max(1, 56 // h)
-    th, tw = h * scale, w * scale
-    grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, np.uint8)
-    imgs = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    for i in range(n):
-        img = np.repeat(imgs[i], 3, axis=2) if c == 1 else imgs[i][:, :, ::-1]
-        img = cv2.resize(img, (tw, th), interpolation=cv2.INTER_NEAREST)
-        r, q = divmod(i, cols)
-        grid[pad + r * (th + pad):pad + r * (th + pad) + th, pad + q * (tw + pad):pad + q * (tw + pad) + tw] = img
-    return grid
-
-
-def sample_grid_png(x: torch.Tensor, title: str = "") -> bytes:
-    """PNG bytes of a square-ish grid of images in [0,1], with an optional title strip."""
-    grid = _tiles(x)
-    if title:
-        top = np.full((22, grid.shape[1], 3), 255, np.uint8)
-        cv2.putText(top, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        grid = np.vstack([top, grid])
-    ok, buf = cv2.imencode(".png", grid)
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the sample grid as PNG")
-    return buf.tobytes()
-
-
-def loss_curves_png(curves: dict[str, list[float]], width: int = 720, height: int = 360,
-                    title: str = "GAN losses per step") -> bytes:
-    """PNG bytes of a line plot of ``{name: values per step}`` (each on its own step axis), via OpenCV."""
-    colors = [(200, 90, 30), (30, 120, 230), (40, 160, 40), (150, 40, 160)]  # BGR
-    img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 64, 16, 30, 36
-    pw, ph = width - left - right, height - top - bottom
-    finite = [v for vals in curves.values() for v in vals if math.isfinite(v)]
-    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
-    n_max = max((len(v) for v in curves.values()), default=1)
-    cv2.rectangle(img, (left, top), (left + pw, top + ph), (0, 0, 0), 1)
-    for frac in (0.0, 0.5, 1.0):
-        yv = lo + frac * (hi - lo)
-        py = int(round(top + ph - frac * ph))
-        cv2.line(img, (left - 4, py), (left, py), (0, 0, 0), 1)
-        cv2.putText(img, f"{yv:.3g}", (4, py + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "0", (left - 4, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, f"{n_max} steps", (left + pw - 70, top + ph + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
-                (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, (name, vals) in enumerate(curves.items()):
-        color = colors[i % len(colors)]
-        pts = [(left + (j / max(len(vals) - 1, 1)) * pw, top + ph - (v - lo) / (hi - lo) * ph)
-               for j, v in enumerate(vals) if math.isfinite(v)]
-        if len(pts) >= 2:
-            arr = np.round(np.array(pts)).astype(np.int32).reshape(-1, 1, 2)
-            cv2.polylines(img, [arr], False, color, 1, cv2.LINE_AA)
-        elif pts:
-            cv2.circle(img, tuple(int(round(c)) for c in pts[0]), 2, color, -1)
-        lx = left + 230 + 110 * i  # the legend shares the title strip, right of the title
-        cv2.line(img, (lx, 15), (lx + 20, 15), color, 2)
-        cv2.putText(img, name, (lx + 24, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the loss plot as PNG")
-    return buf.tobytes()
-
-
 class _GanRun:
     """One training run; its state lives on the instance so the step functions stay short."""
 
-    def __init__(self, cfg: GanConfig, out_dir, device: torch.device, progress: bool, resume: bool,
-                 on_epoch: Callable[[dict], None] | None, dist_: Dist | None = None):
-        self.cfg, self.device, self.progress, self.resume, self.on_epoch = cfg, device, progress, resume, on_epoch
+    def __init__(self, cfg: GanConfig, out_dir: str | Path | None, *, device: torch.device, resume: bool = False,
+                 dist_: Dist | None = None):
+        self.cfg, self.device, self.resume = cfg, device, resume
         self.dist = dist_ or Dist()
         if cfg.batch_size % self.dist.world:
             raise AdvkitError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
                               f"{self.dist.world} processes")
-        self.out = Path(out_dir) if out_dir is not None else None
+        self.folder = RunFolder(out_dir, main=self.dist.main)
         c = cfg
         self.train = load_dataset(c.data.dataset, "train", root=c.data.root,
                                   download=c.data.download).subset(c.data.train_limit)
@@ -250,7 +152,6 @@ class _GanRun:
             self.heldout = test.subset(c.dg.n).tensors()[0]
         self.cfg_dict = to_dict(c)
         self.epoch, self.d_steps, self.g_steps, self.it = 0, 0, 0, 0
-        self.lines: list[str] = []
         self.curves: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
         self.last_dg: dict | None = None
         self.dg_curve: list[float] = []          # every duality-gap estimate, in order
@@ -259,48 +160,34 @@ class _GanRun:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The run's random streams by their names in ``last.ckpt``."""
+        return {"shuffle_rng": self.shuffle_gen, "noise_rng": self.noise_gen}
+
     def _state(self) -> dict:
-        return {"config": self.cfg_dict, "epoch": self.epoch, "G": _cpu_state(self.G), "D": _cpu_state(self.D),
-                "G_ema": _cpu_state(self.G_ema) if self.G_ema is not None else None,
+        """What ``last.ckpt`` holds at the end of an epoch: enough to go on as if never stopped."""
+        return {"config": self.cfg_dict, "epoch": self.epoch, "G": cpu_state(self.G), "D": cpu_state(self.D),
+                "G_ema": cpu_state(self.G_ema) if self.G_ema is not None else None,
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "shuffle_rng": self.shuffle_gen.get_state(), "noise_rng": self.noise_gen.get_state().cpu(),
-                "torch_rng": torch.get_rng_state(), "d_steps": self.d_steps, "g_steps": self.g_steps,
-                "it": self.it, "metrics_lines": list(self.lines),
+                **rng_state(self._generators()), "d_steps": self.d_steps, "g_steps": self.g_steps,
+                "it": self.it, "metrics_lines": list(self.folder.lines),
                 "curves": {k: list(v) for k, v in self.curves.items()}, "last_dg": self.last_dg,
                 "dg_curve": list(self.dg_curve), "best_dg": self.best_dg}
 
-    def _save_state(self) -> None:
-        buf = io.BytesIO()
-        torch.save(self._state(), buf)
-        atomic_write_bytes(self.out / CKPT, buf.getvalue())  # a crash mid-write keeps the previous one
-
     def _restore(self) -> None:
-        path = self.out / CKPT
-        try:
-            st = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-        except Exception as e:  # torch raises several types for corrupt or foreign files
-            raise AdvkitError(f"cannot resume from {path}: not a readable advkit GAN checkpoint ({e})") from None
-        if not isinstance(st, dict) or "G" not in st or "D" not in st:
-            raise AdvkitError(f"cannot resume from {path}: not an advkit GAN training checkpoint")
-        diff = _flat_diff(st["config"], self.cfg_dict)
-        if diff:
-            raise AdvkitError(f"cannot resume {path}: it was written with another config ({'; '.join(diff)})")
+        st = self.folder.resume(self.cfg_dict, kind="GAN", needs=("G", "D"), allowed=RESUMABLE_CHANGES)
         self.G.load_state_dict(st["G"])
         self.D.load_state_dict(st["D"])
         if self.G_ema is not None:
             self.G_ema.load_state_dict(st["G_ema"])
         self.opt_g.load_state_dict(st["opt_g"])
         self.opt_d.load_state_dict(st["opt_d"])
-        self.shuffle_gen.set_state(st["shuffle_rng"])
-        self.noise_gen.set_state(st["noise_rng"].to(self.noise_gen.get_state().device))
-        torch.set_rng_state(st["torch_rng"])
+        restore_rng(st, self._generators())
         self.epoch, self.d_steps, self.g_steps, self.it = st["epoch"], st["d_steps"], st["g_steps"], st["it"]
-        self.lines = list(st["metrics_lines"])
         self.curves = {k: list(v) for k, v in st["curves"].items()}
         self.last_dg = st["last_dg"]
         self.dg_curve = list(st.get("dg_curve", []))
         self.best_dg = st.get("best_dg")
-        log.info("resumed from %s at epoch %d", path, self.epoch)
 
     # ------------------------------------------------------------------ steps
 
@@ -335,8 +222,8 @@ class _GanRun:
         """``value`` averaged over processes (so every process stops together on a NaN) as a float."""
         v = self._mean([value.item()])[0]
         if not math.isfinite(v):
-            if self.out is not None and self.epoch >= 1:
-                good = f"the last good checkpoint is {self.out / CKPT} (end of epoch {self.epoch})"
+            if self.folder.out is not None and self.epoch >= 1:
+                good = f"the last good checkpoint is {self.folder.checkpoint} (end of epoch {self.epoch})"
             else:
                 good = "no checkpoint was written yet (it diverged in the first epoch)"
             raise AdvkitError(f"training diverged at step {self.it} (epoch {self.epoch + 1}, batch {batch}): "
@@ -398,7 +285,7 @@ class _GanRun:
         self.opt_g.step()
         self.g_steps += 1
         if self.G_ema is not None:
-            _ema_update(self.G_ema, self.G, c.ema_g)
+            ema_update(self.G_ema, self.G, c.ema_g)
         _set_trainable(self.D, True)
         return value
 
@@ -463,7 +350,7 @@ class _GanRun:
         self.dg_curve.append(res["dg"])
         if self.best_dg is None or res["dg"] < self.best_dg["dg"]:
             self.best_dg = {"dg": res["dg"], "g_step": res["g_step"], "epoch": epoch}
-            self._best_nets = (_cpu_state(self.sampler), _cpu_state(self.D))
+            self._best_nets = (cpu_state(self.sampler), cpu_state(self.D))
 
     def _write_best(self) -> None:
         """``generator_best_dg.safetensors`` (+ D) for a new lowest duality gap found this epoch."""
@@ -475,8 +362,9 @@ class _GanRun:
         meta = {"dataset": self.cfg.data.dataset, "input_shape": list(self.train.image_shape),
                 "config": self.cfg_dict, "selected_by": "lowest duality gap", **{f"best_{k}": v
                                                                                 for k, v in self.best_dg.items()}}
-        save_gan_net(g, self.out / "generator_best_dg.safetensors", "generator", ema=self.G_ema is not None, **meta)
-        save_gan_net(d, self.out / "discriminator_best_dg.safetensors", "discriminator", **meta)
+        out = self.folder.out
+        save_gan_net(g, out / "generator_best_dg.safetensors", "generator", ema=self.G_ema is not None, **meta)
+        save_gan_net(d, out / "discriminator_best_dg.safetensors", "discriminator", **meta)
         self._best_nets = None
 
     # ------------------------------------------------------------------ outputs
@@ -492,7 +380,7 @@ class _GanRun:
         with torch.no_grad():
             x = torch.cat([g(z.to(self.device)) for z in self.fixed_z.split(256)])
         g.train(was)
-        atomic_write_bytes(self.out / f"samples_epoch{epoch:03d}.png",
+        atomic_write_bytes(self.folder.out / f"samples_epoch{epoch:03d}.png",
                            sample_grid_png(x, f"epoch {epoch}, {self.cfg.loss} loss"))
 
     def _meta(self, metrics: dict) -> dict:
@@ -512,80 +400,85 @@ class _GanRun:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self) -> tuple[DCGANGenerator, dict]:
-        from tqdm.auto import tqdm
-
-        c, out = self.cfg, self.out
-        if out is not None and self.resume and (out / CKPT).is_file():
+    def run(self, *, progress: bool = False,
+            on_epoch: Callable[[dict], None] | None = None) -> tuple[DCGANGenerator, dict]:
+        c, main = self.cfg, self.dist.main
+        if self.folder.resuming(self.resume):
             self._restore()
-        elif out is not None and self.resume:
-            log.warning("nothing to resume in %s: starting from scratch", out)
-        main = self.dist.main
-        if out is not None and main:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "config.yaml", to_yaml(c))
-        writes = out is not None and main
-        metrics: dict = json.loads(self.lines[-1]) if self.lines else {}
+        self.folder.write_config(c)
+        metrics = self.folder.last_metrics
         self.G.train()
         self.D.train()
         for epoch in range(self.epoch + 1, c.epochs + 1):
-            t0 = time.perf_counter()
-            d_sum = g_sum = gp_sum = real_acc = fake_acc = 0.0
-            n_d = n_g = 0
-            bar = tqdm(self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True),
-                       total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}", leave=False,
-                       disable=None if self.progress and main else True)
-            for b, (x, _) in enumerate(bar, 1):
-                self._set_lr()
-                self.it += 1
-                if self.dist.enabled:  # this process's share of the global batch
-                    x = x[self.dist.rank::self.dist.world]
-                x = x.to(self.device, non_blocking=True)
-                self._last_real = x
-                dl, ra, fa, gp = self._d_step(x, b)
-                d_sum, real_acc, fake_acc, n_d = d_sum + dl, real_acc + ra, fake_acc + fa, n_d + 1
-                self.curves["d_loss"].append(dl)
-                if gp is not None:
-                    gp_sum += gp
-                if self.d_steps > c.d_warmup and (self.d_steps - c.d_warmup) % c.n_critic == 0:
-                    gl = self._g_step(len(x), b)
-                    g_sum, n_g = g_sum + gl, n_g + 1
-                    self.curves["g_loss"].append(gl)
-                    if c.dg.every and self.g_steps % c.dg.every == 0 and main:  # a monitor: rank 0's view
-                        self._on_duality_gap(self._duality_gap(), epoch)
-                bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
-            metrics = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1), "g_loss": g_sum / n_g if n_g else None,
-                       "d_real_acc": real_acc / max(n_d, 1), "d_fake_acc": fake_acc / max(n_d, 1),
-                       "gp": gp_sum / max(n_d, 1) if c.loss == "wgan" and c.gp_weight > 0 else None,
-                       "d_steps": self.d_steps, "g_steps": self.g_steps,
-                       "time_s": round(time.perf_counter() - t0, 3)}
-            if self.last_dg is not None:
-                metrics.update(dg=self.last_dg["dg"], dg_g_step=self.last_dg["g_step"],
-                               dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"],
-                               best_dg=self.best_dg["dg"], best_dg_g_step=self.best_dg["g_step"])
-            self.lines.append(json.dumps(metrics))
+            metrics = self._train_epoch(epoch, progress=progress)
+            self.folder.append_metrics(metrics)
             self.epoch = epoch
-            if writes:
-                if c.sample_every and (epoch % c.sample_every == 0 or epoch == c.epochs):
-                    self._write_samples(epoch)
-                atomic_write_text(out / "metrics.jsonl", "\n".join(self.lines) + "\n")
-                atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
-                if self.dg_curve:
-                    atomic_write_bytes(out / "dg.png", loss_curves_png(
-                        {"dg": self.dg_curve}, title=f"duality gap, every {c.dg.every} G steps"))
-                self._write_best()
-                self._save_state()
+            if self.folder.writes:
+                self._write_epoch(epoch)
             if main:
                 log.info("epoch %d: %s", epoch, json.dumps(metrics))
-                if self.on_epoch is not None:
-                    self.on_epoch(metrics)
+                if on_epoch is not None:
+                    on_epoch(metrics)
         _set_trainable(self.G, True)
         _set_trainable(self.D, True)
         final = self.sampler
-        if writes:
+        if self.folder.writes:
             meta = self._meta(metrics)
-            save_gan_net(final, out / "generator.safetensors", "generator", ema=self.G_ema is not None, **meta)
-            save_gan_net(self.D, out / "discriminator.safetensors", "discriminator", **meta)
+            save_gan_net(final, self.folder.out / "generator.safetensors", "generator", ema=self.G_ema is not None,
+                         **meta)
+            save_gan_net(self.D, self.folder.out / "discriminator.safetensors", "discriminator", **meta)
         self.D.eval()
         self.dist.barrier()  # no process leaves the group while rank 0 still writes
         return final.eval(), metrics
+
+    def _train_epoch(self, epoch: int, *, progress: bool) -> dict:
+        """One pass over the training images (D steps, and G steps on the critic schedule); returns the
+        epoch's metrics."""
+        c = self.cfg
+        t0 = time.perf_counter()
+        d_sum = g_sum = gp_sum = real_acc = fake_acc = 0.0
+        n_d = n_g = 0
+        bar = progress_bar(self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True),
+                           total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}",
+                           show=progress and self.dist.main)
+        for b, (x, _) in enumerate(bar, 1):
+            self._set_lr()
+            self.it += 1
+            if self.dist.enabled:  # this process's share of the global batch
+                x = x[self.dist.rank::self.dist.world]
+            x = x.to(self.device, non_blocking=True)
+            self._last_real = x
+            dl, ra, fa, gp = self._d_step(x, b)
+            d_sum, real_acc, fake_acc, n_d = d_sum + dl, real_acc + ra, fake_acc + fa, n_d + 1
+            self.curves["d_loss"].append(dl)
+            if gp is not None:
+                gp_sum += gp
+            if self.d_steps > c.d_warmup and (self.d_steps - c.d_warmup) % c.n_critic == 0:
+                gl = self._g_step(len(x), b)
+                g_sum, n_g = g_sum + gl, n_g + 1
+                self.curves["g_loss"].append(gl)
+                if c.dg.every and self.g_steps % c.dg.every == 0 and self.dist.main:  # a monitor: rank 0's view
+                    self._on_duality_gap(self._duality_gap(), epoch)
+            bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
+        metrics = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1), "g_loss": g_sum / n_g if n_g else None,
+                   "d_real_acc": real_acc / max(n_d, 1), "d_fake_acc": fake_acc / max(n_d, 1),
+                   "gp": gp_sum / max(n_d, 1) if c.loss == "wgan" and c.gp_weight > 0 else None,
+                   "d_steps": self.d_steps, "g_steps": self.g_steps,
+                   "time_s": round(time.perf_counter() - t0, 3)}
+        if self.last_dg is not None:
+            metrics.update(dg=self.last_dg["dg"], dg_g_step=self.last_dg["g_step"],
+                           dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"],
+                           best_dg=self.best_dg["dg"], best_dg_g_step=self.best_dg["g_step"])
+        return metrics
+
+    def _write_epoch(self, epoch: int) -> None:
+        """Rank 0's files after an epoch: the sample grid, the curves, a new best-gap pair and ``last.ckpt``."""
+        c, out = self.cfg, self.folder.out
+        if c.sample_every and (epoch % c.sample_every == 0 or epoch == c.epochs):
+            self._write_samples(epoch)
+        atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
+        if self.dg_curve:
+            atomic_write_bytes(out / "dg.png", loss_curves_png(
+                {"dg": self.dg_curve}, title=f"duality gap, every {c.dg.every} G steps"))
+        self._write_best()
+        self.folder.save_checkpoint(self._state())

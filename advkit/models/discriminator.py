@@ -96,7 +96,7 @@ def _resolve(path: str | os.PathLike) -> Path:
 
 def _discriminator(source: str | os.PathLike | dict) -> DCGANDiscriminator:
     """D with its trained weights (a path), or freshly built from its spec (a dict, as in a detector's spec)."""
-    from advkit.models.gan_checkpoint import load_discriminator
+    from advkit.models.checkpoint import load_discriminator
     from advkit.models.dcgan import DCGANDiscriminator, build_gan_net
 
     if isinstance(source, dict):
@@ -131,7 +131,7 @@ def discriminator_detector(discriminator: str | os.PathLike, *, freeze: bool = T
     """The ``gan_discriminator`` model over the discriminator at ``discriminator`` (a file or a GAN run folder),
     image shape taken from D, spec made portable (D's architecture instead of the path), ready for
     :func:`advkit.models.save`."""
-    from advkit.models.gan_checkpoint import read_gan_metadata
+    from advkit.models.checkpoint import read_gan_metadata
 
     spec = read_gan_metadata(_resolve(discriminator), "discriminator")["spec"]
     model = create_model("gan_discriminator", num_classes=2, in_chans=spec.get("channels", 1),

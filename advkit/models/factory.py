@@ -12,10 +12,11 @@ from torch import nn
 from advkit.errors import AdvkitError
 from advkit.models import nets
 from advkit.models.wrappers import Normalized
-from advkit.registry import Registry
+from advkit.registry import Registry, register_family, split_name
 
 Builder = Callable[..., nn.Module]
 _MODELS: Registry[Builder] = Registry("model")
+TIMM = register_family("timm", "model", "NAME")  # timm:NAME, any architecture timm knows
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -28,7 +29,7 @@ def list_models(include_timm: bool = False) -> list[str]:
     names = _MODELS.names()
     if include_timm:
         import timm
-        names += [f"timm:{n}" for n in timm.list_models()]
+        names += [TIMM.join(n) for n in timm.list_models()]
     return names
 
 
@@ -108,8 +109,9 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, input_s
         if stat is not None and len(stat) != in_chans:
             raise AdvkitError(f"normalization has {len(stat)} channel(s) but the model takes {in_chans}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if name.startswith("timm:"):
-        net = _timm(name[5:], num_classes, in_chans, input_size, **kwargs)
+    family, rest = split_name(name, kind="model")  # unknown prefixes raise here, listing the known ones
+    if family is TIMM:
+        net = _timm(rest, num_classes, in_chans, input_size, **kwargs)
     else:
         builder = _MODELS.get(name)
         try:

@@ -1,5 +1,6 @@
-"""Evaluation reports: validate the harness's report dict and write it as JSON, Markdown, HTML and JUnit XML;
-compare two reports. The schema is documented in ``advkit.report.schema``."""
+"""Evaluation reports: the typed, versioned :class:`Report` (``advkit.report.schema``, where every field is
+documented), the one envelope every evaluation builds (:func:`build_report`), the writers (JSON, Markdown,
+HTML, JUnit XML) and the comparison of two reports. Writers and the diff take a :class:`Report` or its dict."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from advkit.report.diff import DiffResult, diff_reports, format_diff
+from advkit.report.envelope import build_report, environment
 from advkit.report.html import to_html
 from advkit.report.junit import to_junit
 from advkit.report.markdown import to_markdown
-from advkit.report.schema import SCHEMA, SCHEMA_VERSION, load_report, validate
+from advkit.report.schema import (SCHEMA, SCHEMA_VERSION, AttackAtEps, AttackResult, Check, DataInfo, Detection,
+                                  Environment, Example, Gate, ModelEntry, Report, ThreatModel, Timing, WorstCase,
+                                  as_dict, load_report, validate)
 from advkit.runtime.io import atomic_write_text
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "DiffResult", "diff_reports", "format_diff", "load_report", "to_html",
-           "to_json", "to_junit", "to_markdown", "validate", "write_reports"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "AttackAtEps", "AttackResult", "Check", "DataInfo", "Detection", "DiffResult",
+           "Environment", "Example", "Gate", "ModelEntry", "Report", "ThreatModel", "Timing", "WorstCase",
+           "build_report", "diff_reports", "environment", "format_diff", "load_report", "to_html", "to_json",
+           "to_junit", "to_markdown", "validate", "write_reports"]
 
 
 def _nan_to_null(x: Any) -> Any:
@@ -30,16 +36,17 @@ def _nan_to_null(x: Any) -> Any:
     return x
 
 
-def to_json(report: dict[str, Any]) -> str:
+def to_json(report: Report | dict[str, Any]) -> str:
     """The report as strict JSON (indent 2): NaN and infinities become null."""
-    return json.dumps(_nan_to_null(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    return json.dumps(_nan_to_null(as_dict(report)), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def write_reports(report: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+def write_reports(report: Report | dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
     """Validate ``report`` and write ``report.json``, ``report.md``, ``report.html`` and ``junit.xml`` into
     ``out_dir`` (created if needed). Everything is rendered before anything is written, so a bad report
     writes nothing; each file is written atomically, ``report.json`` last (its presence means the set is
     complete). Returns the paths written."""
+    report = as_dict(report)
     validate(report)
     files = {"report.md": to_markdown(report), "report.html": to_html(report), "junit.xml": to_junit(report),
              "report.json": to_json(report)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advkit.errors import AdvkitError
-from advkit.report.schema import at_eps, eps_label, finite, pct, same_eps, validate
+from advkit.report.schema import Report, as_dict, at_eps, eps_label, finite, pct, same_eps, validate
 
 KINDS = ("regression", "improvement", "added", "removed")
 _SLACK = 1e-9  # so a drop of exactly ``tol`` (0.99 -> 0.98 with tol 0.01) is not a regression by float noise
@@ -112,8 +112,9 @@ def _detection(c: _Collector, model: Any, old: dict[str, Any] | None, new: dict[
             c.compare(model, f"AUC {k}", v.get("auc"), nv.get("auc"))
 
 
-def diff_reports(old: dict[str, Any], new: dict[str, Any], tol: float = 0.01) -> DiffResult:
+def diff_reports(old: Report | dict[str, Any], new: Report | dict[str, Any], tol: float = 0.01) -> DiffResult:
     """What changed from ``old`` to ``new`` by more than ``tol`` (a fraction: 0.01 is one point of accuracy)."""
+    old, new = as_dict(old), as_dict(new)
     versions = [r.get("schema_version") if isinstance(r, dict) else None for r in (old, new)]
     if versions[0] != versions[1]:
         raise AdvkitError(f"cannot compare reports of schema version {versions[0]} and {versions[1]}")

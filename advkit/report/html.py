@@ -9,8 +9,8 @@ import math
 import re
 from typing import Any
 
-from advkit.report.schema import (at_eps, eps_label, failing_gates, finite, gate_value, headline, pct, same_eps,
-                                  seconds, source_label)
+from advkit.report.schema import (Report, as_dict, at_eps, eps_label, failing_gates, finite, gate_value, headline,
+                                  pct, same_eps, seconds, source_label)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -317,8 +317,9 @@ def _model(m: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def to_html(report: dict[str, Any]) -> str:
+def to_html(report: Report | dict[str, Any]) -> str:
     """The full report as one HTML document with no external resources."""
+    report = as_dict(report)
     ok = report["passed"] is True
     verdict = headline(report)
     d, env, t = report["data"], report["environment"], report["timing"]

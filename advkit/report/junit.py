@@ -6,7 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from advkit.report.schema import finite, gate_value
+from advkit.report.schema import Report, as_dict, finite, gate_value
 
 # characters XML 1.0 cannot hold at all, even escaped
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -16,9 +16,10 @@ def _text(x: Any) -> str:
     return _NOT_XML.sub("\ufffd", str(x))
 
 
-def to_junit(report: dict[str, Any]) -> str:
+def to_junit(report: Report | dict[str, Any]) -> str:
     """``<testsuites><testsuite name="advkit.robustness">`` with a ``<testcase>`` per gate (a failing gate
     carries a ``<failure>``); a report without gates holds one passing case named ``report``."""
+    report = as_dict(report)
     gates = report["gates"]
     failures = sum(g.get("passed") is not True for g in gates)
     tests = max(len(gates), 1)

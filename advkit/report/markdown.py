@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advkit.report.schema import (at_eps, eps_label, failing_gates, finite, gate_value, headline, pct, seconds,
-                                  source_label)
+from advkit.report.schema import (Report, as_dict, at_eps, eps_label, failing_gates, finite, gate_value, headline,
+                                  pct, seconds, source_label)
 
 _ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "skip": "⏭️"}
 
@@ -82,8 +82,9 @@ def _gates(gates: list[dict[str, Any]]) -> list[str]:
     return _table(["gate", "value", "threshold", "result"], rows, ["---", "---:", "---:", "---"])
 
 
-def to_markdown(report: dict[str, Any]) -> str:
+def to_markdown(report: Report | dict[str, Any]) -> str:
     """The summary: verdict, one table per model and threat model, checks, gates, time."""
+    report = as_dict(report)
     bad = failing_gates(report)
     icon = "✅" if report["passed"] is True else "❌"
     d, env = report["data"], report["environment"]

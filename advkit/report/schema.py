@@ -1,59 +1,12 @@
-"""The advkit evaluation report, schema version 1: loading, validation, and small helpers the writers share.
+"""The advkit evaluation report, schema version 1, as typed dataclasses; loading; helpers the writers share.
 
-An evaluation run produces one JSON object; ``advkit.report.write_reports`` renders it as ``report.json``,
+An evaluation run produces one :class:`Report`; ``advkit.report.write_reports`` renders it as ``report.json``,
 ``report.md``, ``report.html`` and ``junit.xml``. Accuracies and rates are fractions in [0, 1]; times are
 seconds; any number may be ``null`` where it does not exist (``NaN`` is never written).
 
-Top level
-    ``schema``          always ``"advkit.report"``.
-    ``schema_version``  ``1``. A reader refuses any other version instead of guessing.
-    ``created``         UTC time of the run, ISO 8601 (``"2026-11-25T10:00:00Z"``).
-    ``environment``     ``advkit``, ``torch``, ``python`` versions, ``platform``, ``device``, ``world_size``.
-    ``config``          the resolved evaluation config (any JSON), enough to rerun the evaluation.
-    ``data``            ``dataset``, ``split``, ``n`` (samples evaluated), ``num_classes``, ``shape`` (C, H, W).
-    ``models``          one entry per evaluated model (below); names are unique.
-    ``gates``           the pass/fail criteria (below); may be empty.
-    ``passed``          ``true`` when every gate passed (``true`` when there are no gates).
-    ``timing``          ``total_s`` (whole run), ``attack_s`` (in attacks), ``time_saved_s`` (attack time the
-                        cascade did not spend on samples an earlier attack had already fooled).
-
-Model (``models[i]``)
-    ``name``, ``source`` (checkpoint path or registry name; a list of them for an ensemble), ``clean_acc``,
-    ``n``,
-    ``threat_models``   one per norm (below),
-    ``checks``          sanity checks: ``name``, ``status`` (``pass`` | ``warn`` | ``fail`` | ``skip``),
-                        ``message`` (one line for people), ``evidence`` (any JSON backing the verdict),
-    ``examples``        adversarial example grids: ``eps``, ``attack`` (label), optionally ``norm``,
-                        ``png_base64`` (a PNG); may be empty.
-
-Threat model (``models[i].threat_models[j]``)
-    ``norm``            ``linf`` or ``l2``.
-    ``mode``            ``cascade``: each attack runs only on the samples no earlier attack fooled, so an
-                        attack's ``robust_acc`` is cumulative (the suite so far); ``full``: each attack runs on
-                        every correctly classified sample, so ``robust_acc`` is that attack alone.
-    ``eps``             ascending budgets.
-    ``attacks``         in suite order: ``attack`` (registry name), ``label`` (unique, used in tables),
-                        ``params``, ``gradient_free``, and ``results``, one per eps: ``eps``, ``attacked``
-                        (samples the attack ran on), ``fooled``, ``robust_acc``, ``success_rate``,
-                        ``norm_mean`` / ``norm_max`` (perturbation size of the successful samples, ``null``
-                        when none succeeded), ``time_s``.
-    ``worst_case``      one per eps: ``eps``, ``robust_acc`` and ``robust`` (samples no attack fooled),
-                        ``time_s``, ``time_saved_s``.
-
-Detector (``models[i].detection``, only for fake-image detectors; ``threat_models`` is then empty)
-    The output of ``advkit.detect.evaluate.evaluate_detector``: ``n_test``, ``threshold``,
-    ``calibrated_threshold``, ``pgd_steps``, ``clean`` (``auc``, ``ap``, ``eer``, ``acc`` at the threshold,
-    ``acc_calibrated``), ``per_generator`` (fake source -> ``n_fake``, ``auc``, ``ap``; when there are
-    several), ``subset`` (the first ``n`` test samples attacked and laundered), ``robust`` (per eps:
-    ``eps``, ``label``, ``auc``, ``ap``, ``acc``, ``fakes_called_real``, ``auc_reals_attacked``),
-    ``laundering`` (transform -> ``auc``, ``ap``, ``acc``), ``roc`` (curve name -> ``fpr``, ``tpr`` lists:
-    ``clean``, ``pgd@<eps>``, one per transform), ``time_s``.
-
-Gate (``gates[k]``)
-    ``name`` (e.g. ``min_robust_acc[default,linf@0.1]``), ``kind`` (``min_clean_acc`` | ``min_robust_acc`` |
-    ``max_drop`` (against a baseline report) | ``check`` (a sanity check that must pass) | ``min_auc`` |
-    ``min_robust_auc`` | ``min_laundered_auc`` (detectors)), ``model``,
-    ``threshold``, ``value``, ``passed``, ``message``.
+``Report.from_dict`` checks a report dict (every key the writers and the diff read; one ``AdvkitError`` line
+naming where the first problem is) and ``Report.to_dict`` gives the same dict back, key order included. Keys
+this version does not model travel in each part's ``extra``.
 """
 
 from __future__ import annotations
@@ -62,26 +15,351 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from advkit.errors import AdvkitError
 
 SCHEMA = "advkit.report"
 SCHEMA_VERSION = 1
-
-_TOP_KEYS = ("schema", "schema_version", "created", "environment", "config", "data", "models", "gates",
-             "passed", "timing")
-_MODEL_KEYS = ("name", "source", "clean_acc", "n", "threat_models", "checks", "examples")
-_THREAT_MODEL_KEYS = ("norm", "mode", "eps", "attacks", "worst_case")
-_ATTACK_KEYS = ("attack", "label", "results")
-_RESULT_KEYS = ("eps", "robust_acc")
-_CHECK_KEYS = ("name", "status", "message")
-_EXAMPLE_KEYS = ("eps", "attack", "png_base64")
-_GATE_KEYS = ("name", "kind", "passed")
-_DETECTION_KEYS = ("n_test", "clean", "robust", "laundering", "roc")
 AUC_GATES = ("min_auc", "min_robust_auc", "min_laundered_auc")
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
+
+_P = TypeVar("_P", bound="_Part")  # typing.Self is Python 3.11+; advkit runs on 3.10
+# field metadata of an optional key that is left out, rather than written as null, when it has no value
+_OMIT = {"omit_none": True}
+
+
+@dataclass(kw_only=True)
+class _Part:
+    """A part of the report. Modelled keys are fields, the others stay in ``extra``; ``key_order`` is the
+    key order of the dict it was read from, so that :meth:`to_dict` writes the same JSON back."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ()  # the keys from_dict insists on
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    key_order: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def _read(cls: type[_P], d: Any, where: str, **parsed: Any) -> _P:
+        """``cls`` from the dict ``d`` (its required keys checked), ``parsed`` replacing raw values."""
+        _require(d, cls.REQUIRED, where)
+        names = {f.name for f in fields(cls)} - {"extra", "key_order"}
+        known = {k: v for k, v in d.items() if k in names} | parsed
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names}, key_order=tuple(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain, JSON-ready dict: the keys it was read with (in their order), then fields set since, then
+        ``extra``. A part built in code writes its fields in declaration order, leaving out unset optional
+        keys (the ones the schema marks as sometimes absent)."""
+        values = {f.name: (getattr(self, f.name), f.metadata.get("omit_none", False)) for f in fields(self)
+                  if f.name not in ("extra", "key_order")}
+        out: dict[str, Any] = {}
+        for k in (*self.key_order, *values, *self.extra):
+            if k in out:
+                continue
+            if k in values:
+                v, omit = values[k]
+                if v is None and k not in self.key_order and (self.key_order or omit):
+                    continue  # absent when read, or an optional key never set
+                out[k] = _plain(v)
+            elif k in self.extra:
+                out[k] = self.extra[k]
+        return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, _Part):
+        return v.to_dict()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+# ------------------------------------------------------------------------------ the parts, innermost first
+
+@dataclass(kw_only=True)
+class AttackAtEps(_Part):
+    """One attack at one budget (``models[i].threat_models[j].attacks[k].results[r]``)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("eps", "robust_acc")
+    eps: float
+    attacked: int | None = None         # samples the attack ran on
+    fooled: int | None = None
+    robust_acc: float | None            # cascade: cumulative (the suite so far); full: this attack alone
+    success_rate: float | None = None   # fooled / attacked
+    norm_mean: float | None = None      # perturbation size of the successful samples (null: none succeeded)
+    norm_max: float | None = None
+    time_s: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "result") -> AttackAtEps:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class AttackResult(_Part):
+    """One attack of a threat model's suite (``threat_models[j].attacks[k]``), in suite order."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("attack", "label", "results")
+    attack: str                         # registry name
+    label: str                          # unique within the threat model, used in tables
+    params: dict[str, Any] = field(default_factory=dict)
+    targeted: bool | None = field(default=None, metadata=_OMIT)
+    gradient_free: bool | None = None
+    results: list[AttackAtEps]          # one per eps, ascending
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "attack") -> AttackResult:
+        _require(d, cls.REQUIRED, where)
+        results = [AttackAtEps.from_dict(r, f"{where}.results[{i}]")
+                   for i, r in enumerate(_list(d["results"], f"{where}.results"))]
+        return cls._read(d, where, results=results)
+
+
+@dataclass(kw_only=True)
+class WorstCase(_Part):
+    """The suite's per-sample worst case at one budget (``threat_models[j].worst_case[r]``)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("eps", "robust_acc")
+    eps: float
+    robust_acc: float | None
+    robust: int | None = None           # samples no attack fooled
+    time_s: float | None = None
+    time_saved_s: float | None = None   # attack time the cascade did not spend on samples already fooled
+    gradient_free_only: int | None = field(default=None, metadata=_OMIT)  # fooled only by gradient-free attacks
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "worst_case") -> WorstCase:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class ThreatModel(_Part):
+    """One norm's results (``models[i].threat_models[j]``)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("norm", "mode", "eps", "attacks", "worst_case")
+    norm: str                           # linf or l2
+    # cascade: each attack runs only on the samples no earlier attack fooled, so an attack's robust_acc is
+    # cumulative; full: each attack runs on every correctly classified sample, so robust_acc is that attack's
+    mode: str
+    eps: list[float]                    # ascending budgets
+    attacks: list[AttackResult]
+    worst_case: list[WorstCase]         # one per eps
+    per_sample: dict[str, Any] | None = field(default=None, metadata=_OMIT)  # fooled_by: attack index per eps
+    n: int | None = field(default=None, metadata=_OMIT)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "threat_model") -> ThreatModel:
+        _require(d, cls.REQUIRED, where)
+        _list(d["eps"], f"{where}.eps")
+        attacks = [AttackResult.from_dict(a, f"{where}.attacks[{k}]")
+                   for k, a in enumerate(_list(d["attacks"], f"{where}.attacks"))]
+        _unique((a.label for a in attacks), where, "attack label")
+        worst = [WorstCase.from_dict(w, f"{where}.worst_case[{r}]")
+                 for r, w in enumerate(_list(d["worst_case"], f"{where}.worst_case"))]
+        return cls._read(d, where, attacks=attacks, worst_case=worst)
+
+
+@dataclass(kw_only=True)
+class Check(_Part):
+    """A sanity check of one model (``models[i].checks[k]``)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "status", "message")
+    name: str
+    status: str                         # pass, warn, fail or skip
+    message: str                        # one line for people
+    evidence: Any = field(default_factory=dict)  # any JSON backing the verdict
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "check") -> Check:
+        check = cls._read(d, where)
+        if check.status not in CHECK_STATUSES:
+            raise AdvkitError(f"{where}: status {check.status!r} is not one of {', '.join(CHECK_STATUSES)}")
+        return check
+
+
+@dataclass(kw_only=True)
+class Example(_Part):
+    """An adversarial example grid (``models[i].examples[k]``)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("eps", "attack", "png_base64")
+    eps: float
+    norm: str | None = field(default=None, metadata=_OMIT)
+    attack: str                         # an attack's label, or "worst case"
+    png_base64: str                     # a PNG image
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "example") -> Example:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class Detection(_Part):
+    """A fake-image detector's results (``models[i].detection``; its ``threat_models`` are then empty): the
+    output of ``advkit.detect.evaluate.evaluate_detector``."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("n_test", "clean", "robust", "laundering", "roc")
+    n_test: int
+    threshold: float | None = None      # P(fake) at which a sample is called fake
+    calibrated_threshold: float | None = None  # the equal-error threshold on the val split
+    pgd_steps: int | None = None
+    clean: dict[str, Any]               # auc, ap, eer, acc (at the threshold), acc_calibrated
+    roc: dict[str, dict[str, Any]]      # curve name (clean, pgd@<eps>, a transform) -> fpr, tpr lists
+    per_generator: dict[str, dict[str, Any]] | None = field(default=None, metadata=_OMIT)  # fake source ->
+    #                                   n_fake, auc, ap (when there are several)
+    subset: dict[str, Any] | None = field(default=None, metadata=_OMIT)  # the first n test samples, attacked
+    #                                   and laundered
+    robust: list[dict[str, Any]]        # per eps: eps, label, auc, ap, acc, fakes_called_real, auc_reals_attacked
+    laundering: dict[str, dict[str, Any]]  # transform -> auc, ap, acc
+    time_s: dict[str, float] | None = field(default=None, metadata=_OMIT)  # clean, robust, laundering
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "detection") -> Detection:
+        _require(d, cls.REQUIRED, where)
+        _require(d["clean"], ("auc", "ap", "acc"), f"{where}.clean")
+        for r, row in enumerate(_list(d["robust"], f"{where}.robust")):
+            _require(row, ("eps", "auc"), f"{where}.robust[{r}]")
+        for k, v in _require(d["laundering"], (), f"{where}.laundering").items():
+            _require(v, ("auc",), f"{where}.laundering.{k}")
+        for k, v in _require(d["roc"], (), f"{where}.roc").items():
+            _require(v, ("fpr", "tpr"), f"{where}.roc.{k}")
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class ModelEntry(_Part):
+    """One evaluated model (``models[i]``); names are unique within a report."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "source", "clean_acc", "n", "threat_models", "checks",
+                                           "examples")
+    name: str
+    source: str | list[str]             # checkpoint path or registry name; a list of them for an ensemble
+    clean_acc: float | None
+    n: int                              # samples evaluated
+    threat_models: list[ThreatModel]    # one per norm
+    checks: list[Check]
+    examples: list[Example]             # may be empty
+    detection: Detection | None = field(default=None, metadata=_OMIT)  # only for fake-image detectors
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "model") -> ModelEntry:
+        _require(d, cls.REQUIRED, where)
+        where = f"{where} ({d['name']})"
+        tms = [ThreatModel.from_dict(tm, f"{where}.threat_models[{j}]")
+               for j, tm in enumerate(_list(d["threat_models"], f"{where}.threat_models"))]
+        _unique((tm.norm for tm in tms), f"{where}.threat_models", "norm")
+        checks = [Check.from_dict(c, f"{where}.checks[{j}]")
+                  for j, c in enumerate(_list(d["checks"], f"{where}.checks"))]
+        examples = [Example.from_dict(e, f"{where}.examples[{j}]")
+                    for j, e in enumerate(_list(d["examples"], f"{where}.examples"))]
+        parsed: dict[str, Any] = {"threat_models": tms, "checks": checks, "examples": examples}
+        if "detection" in d:
+            parsed["detection"] = Detection.from_dict(d["detection"], f"{where}.detection")
+        return cls._read(d, where, **parsed)
+
+
+@dataclass(kw_only=True)
+class Gate(_Part):
+    """A pass/fail criterion (``gates[k]``): one JUnit test case, one row in every report."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "kind", "passed")
+    name: str                           # e.g. min_robust_acc[default,linf@0.1]
+    # min_clean_acc, min_robust_acc, max_drop (against a baseline report), check (a sanity check that must
+    # pass), or for detectors min_auc, min_robust_auc, min_laundered_auc
+    kind: str
+    model: str | None = None
+    threshold: float | None = None
+    value: float | str | None = None    # what was measured (null: it could not be)
+    passed: bool
+    message: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "gate") -> Gate:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class Environment(_Part):
+    """Where the run ran."""
+
+    advkit: str | None = None           # versions
+    torch: str | None = None
+    python: str | None = None
+    platform: str | None = None
+    device: str | None = None           # e.g. "cuda:0 (NVIDIA H200)"
+    world_size: int | None = None       # torchrun processes
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "environment") -> Environment:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class DataInfo(_Part):
+    """The evaluated data."""
+
+    dataset: str | None = None
+    split: str | None = None
+    n: int | None = None                # samples evaluated
+    num_classes: int | None = None
+    shape: list[int] | None = None      # C, H, W
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "data") -> DataInfo:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class Timing(_Part):
+    """Seconds."""
+
+    total_s: float | None = None        # the whole run
+    attack_s: float | None = None       # in attacks
+    time_saved_s: float | None = None   # attack time the cascade did not spend on samples already fooled
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "timing") -> Timing:
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
+class Report(_Part):
+    """An evaluation report. A reader refuses any ``schema_version`` but its own instead of guessing."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("schema", "schema_version", "created", "environment", "config",
+                                           "data", "models", "gates", "passed", "timing")
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+    created: str                        # UTC time of the run, ISO 8601 ("2026-11-25T10:00:00Z")
+    environment: Environment
+    config: Any                         # the resolved evaluation config (any JSON), enough to rerun it
+    data: DataInfo
+    models: list[ModelEntry]
+    gates: list[Gate]                   # may be empty
+    passed: bool                        # every gate passed (true when there are none)
+    timing: Timing
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "report") -> Report:
+        """Check ``d`` and type it; ``AdvkitError`` naming where the first problem is."""
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise AdvkitError(f'not an advkit report (no "schema": "{SCHEMA}")')
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise AdvkitError(f"schema version {version}, this advkit reads version {SCHEMA_VERSION}")
+        _require(d, cls.REQUIRED, where)
+        env, data, timing = (part.from_dict(d[key]) for part, key in
+                             ((Environment, "environment"), (DataInfo, "data"), (Timing, "timing")))
+        raw = _list(d["models"], "models")
+        for i, m in enumerate(raw):  # every entry's keys first, then names, then each entry in depth
+            _require(m, ModelEntry.REQUIRED, f"models[{i}]")
+        _unique((m["name"] for m in raw), "models", "model name")
+        models = [ModelEntry.from_dict(m, f"models[{i}]") for i, m in enumerate(raw)]
+        gates = [Gate.from_dict(g, f"gates[{i}]") for i, g in enumerate(_list(d["gates"], "gates"))]
+        return cls._read(d, where, environment=env, data=data, timing=timing, models=models, gates=gates)
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
@@ -109,53 +387,13 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def validate(report: Any) -> None:
-    """Check the header and that every key the writers and the diff read is there (``AdvkitError`` naming
-    where the first problem is)."""
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        raise AdvkitError(f'not an advkit report (no "schema": "{SCHEMA}")')
-    version = report.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise AdvkitError(f"schema version {version}, this advkit reads version {SCHEMA_VERSION}")
-    _require(report, _TOP_KEYS, "report")
-    for key in ("environment", "data", "timing"):
-        _require(report[key], (), key)
-    models = _list(report["models"], "models")
-    for i, m in enumerate(models):
-        _require(m, _MODEL_KEYS, f"models[{i}]")
-    _unique((m["name"] for m in models), "models", "model name")
-    for i, m in enumerate(models):
-        where = f"models[{i}] ({m['name']})"
-        tms = _list(m["threat_models"], f"{where}.threat_models")
-        for j, tm in enumerate(tms):
-            tw = f"{where}.threat_models[{j}]"
-            _require(tm, _THREAT_MODEL_KEYS, tw)
-            _list(tm["eps"], f"{tw}.eps")
-            for k, a in enumerate(_list(tm["attacks"], f"{tw}.attacks")):
-                _require(a, _ATTACK_KEYS, f"{tw}.attacks[{k}]")
-                for r, res in enumerate(_list(a["results"], f"{tw}.attacks[{k}].results")):
-                    _require(res, _RESULT_KEYS, f"{tw}.attacks[{k}].results[{r}]")
-            _unique((a["label"] for a in tm["attacks"]), tw, "attack label")
-            for r, w in enumerate(_list(tm["worst_case"], f"{tw}.worst_case")):
-                _require(w, _RESULT_KEYS, f"{tw}.worst_case[{r}]")
-        _unique((tm["norm"] for tm in tms), f"{where}.threat_models", "norm")
-        for j, c in enumerate(_list(m["checks"], f"{where}.checks")):
-            _require(c, _CHECK_KEYS, f"{where}.checks[{j}]")
-            if c["status"] not in CHECK_STATUSES:
-                raise AdvkitError(f"{where}.checks[{j}]: status {c['status']!r} is not one of "
-                                  f"{', '.join(CHECK_STATUSES)}")
-        for j, ex in enumerate(_list(m["examples"], f"{where}.examples")):
-            _require(ex, _EXAMPLE_KEYS, f"{where}.examples[{j}]")
-        if "detection" in m:
-            det = _require(m["detection"], _DETECTION_KEYS, f"{where}.detection")
-            _require(det["clean"], ("auc", "ap", "acc"), f"{where}.detection.clean")
-            for r, row in enumerate(_list(det["robust"], f"{where}.detection.robust")):
-                _require(row, ("eps", "auc"), f"{where}.detection.robust[{r}]")
-            for k, v in _require(det["laundering"], (), f"{where}.detection.laundering").items():
-                _require(v, ("auc",), f"{where}.detection.laundering.{k}")
-            for k, v in _require(det["roc"], (), f"{where}.detection.roc").items():
-                _require(v, ("fpr", "tpr"), f"{where}.detection.roc.{k}")
-    for i, g in enumerate(_list(report["gates"], "gates")):
-        _require(g, _GATE_KEYS, f"gates[{i}]")
+    """Check a report dict (:meth:`Report.from_dict`): ``AdvkitError`` naming where the first problem is."""
+    Report.from_dict(report)
+
+
+def as_dict(report: Report | dict[str, Any]) -> dict[str, Any]:
+    """A report as the plain dict the writers read (a dict is returned as it is)."""
+    return report.to_dict() if isinstance(report, Report) else report
 
 
 def _require(obj: Any, keys: Iterable[str], where: str) -> dict[str, Any]:

@@ -55,6 +55,12 @@ def init_distributed(device_type: str) -> Dist:
     return Dist(rank, world, local, owner)
 
 
+def is_main_process() -> bool:
+    """Whether this process speaks for the run: true outside torchrun and on its rank 0. For code that runs
+    before (or without) a :class:`Dist`, such as a CLI deciding who prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def shutdown(d: Dist) -> None:
     """Leave the process group if ``d``'s :func:`init_distributed` call joined it."""
     if d.owner and dist.is_initialized():

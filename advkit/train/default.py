@@ -1,18 +1,27 @@
-"""The default model: a LeNet trained once on the embedded MNIST and cached under the user's cache folder."""
+"""The default model: a LeNet trained once on the embedded MNIST and cached under the user's cache folder; and
+:func:`resolve`, the one path from a model spec (the default model, a checkpoint, a model name) to a model."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from advkit.config import to_yaml
+from advkit.data import ArrayDataset
 from advkit.models import Normalized, load
+from advkit.models.resolve import Notes, resolve_model
 from advkit.train.config import TrainConfig
 from advkit.train.trainer import train_classifier
 from advkit.runtime.device import cache_dir
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = TrainConfig()  # lenet, MNIST, Adam 1e-3, 2 epochs, seed 0: ~98.9% test accuracy
 
@@ -37,3 +46,37 @@ def get_default_model(data_root: str | None = None, *, progress: bool = False,
         for suffix in (".json", ".safetensors"):  # weights last: their presence means "complete"
             shutil.move(str(Path(tmp) / f"model{suffix}"), str(path.with_suffix(suffix)))
     return load(path), path, True
+
+
+def resolve(spec: str | None, data: ArrayDataset, device: str | torch.device = "cpu",
+            say: Callable[[str], None] = log.warning, *, data_root: str | None = None, progress: bool = False,
+            notes: Notes = Notes()) -> Normalized:
+    """The model ``spec`` names, in eval mode on ``device``: the one path from a model spec to a model.
+
+    Args:
+        spec: ``None`` or ``"default"`` for the cached default model (trained first when absent); anything
+            else goes to :func:`advkit.models.resolve.resolve_model` (a checkpoint, or a model name built
+            with random weights for ``data``).
+        data: the data the model will see: a model built from a name takes its classes, image shape and
+            normalization.
+        device: where the model goes.
+        say: told what happens, in the wording of ``notes``.
+        data_root: where MNIST is, should the default model need training.
+        progress: show a progress bar while training the default model.
+        notes: the wording of what ``say`` is told.
+
+    Returns:
+        The model.
+
+    Raises:
+        AdvkitError: as :func:`advkit.models.resolve.resolve_model`, or when the default model's training fails.
+    """
+    if spec is None or spec == "default":
+        if not default_model_path().is_file():
+            notes.tell(say, "default_training", spec=spec, path=default_model_path())
+        model, path, _ = get_default_model(data_root, progress=progress)
+        notes.tell(say, "default_loaded", spec=spec, path=path)
+        return model.to(device).eval()
+    c, h, _ = data.image_shape
+    return resolve_model(spec, num_classes=data.num_classes, in_chans=c, input_size=h, mean=data.mean,
+                         std=data.std, device=device, say=say, notes=notes, also=("default",))

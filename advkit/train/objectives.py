@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advkit.attacks import attack_mode, fgsm as fgsm_attack, pgd as pgd_attack
-from advkit.attacks._common import LossFn, check_eps, default_loss
+from advkit.attacks import LossFn, attack_mode, check_eps, default_loss, fgsm as fgsm_attack, pgd as pgd_attack
 from advkit.errors import AdvkitError
 from advkit.registry import Registry
 

@@ -8,7 +8,6 @@ atomic resume checkpoint. Runs on CPU or CUDA (AMP, channels_last, torch.compile
 from __future__ import annotations
 
 import copy
-import io
 import json
 import logging
 import time
@@ -20,22 +19,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from advkit.attacks import pgd
-from advkit.config import to_dict, to_yaml
+from advkit.config import to_dict
 from advkit.data import ArrayDataset, load_dataset
 from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
-from advkit.train.config import TrainConfig
+from advkit.runtime.device import resolve_device, seed_everything
 from advkit.runtime.distributed import Dist, init_distributed, shutdown
+from advkit.runtime.run import (RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng,
+                                rng_state)
+from advkit.train.config import TrainConfig
 from advkit.train.objectives import get_objective
 from advkit.train.schedules import make_scheduler
-from advkit.runtime.device import resolve_device, seed_everything
-from advkit.runtime.io import atomic_write_bytes, atomic_write_text
 
 # ``batch_transform(x, generator) -> x'``: float [B,C,H,W] in [0,1] on the CPU, same shape and range out
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 log = logging.getLogger(__name__)
-CKPT = "last.ckpt"
 ONE_STEP = ("fgsm", "fgsm_rs")
 # keys that may change between a run and its resumption
 RESUMABLE_CHANGES = {"device", "data.root", "tensorboard", "eval_batch_size"}
@@ -130,26 +129,11 @@ def load_init(model: Normalized, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
-def _flat_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        key = f"{prefix}{k}"
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict) and key != "model.kwargs":
-            out += _flat_diff(va, vb, key + ".")
-        elif va != vb and key not in RESUMABLE_CHANGES:
-            out.append(f"{key}: {va!r} -> {vb!r}")
-    return out
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
 def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False,
                      resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
                      datasets: tuple[ArrayDataset, ArrayDataset] | None = None,
-                     batch_transform: BatchTransform | None = None) -> tuple[Normalized, dict]:
+                     batch_transform: BatchTransform | None = None, kind: str = "classifier"
+                     ) -> tuple[Normalized, dict]:
     """Train per ``cfg``. With ``out_dir``, rank 0 writes ``config.yaml``, ``metrics.jsonl``, the resume
     checkpoint ``last.ckpt`` every epoch, ``best.safetensors`` and the final ``model.safetensors``
     (+ ``.json``). ``resume=True`` continues from ``out_dir/last.ckpt`` when it exists. Returns the final
@@ -159,9 +143,9 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
     ``cfg.data`` (only ``data.augment`` still applies; the checkpoints' ``dataset`` is ``train.name``), and
     ``batch_transform(x, generator)`` maps every training batch (float [0,1], on the CPU, before the move to
     the device). Its generator is seeded from ``cfg.seed`` and saved in ``last.ckpt``, so a resumed run draws
-    what an uninterrupted one would."""
-    from tqdm.auto import tqdm
-
+    what an uninterrupted one would. ``kind`` is what the checkpoints record (``detector`` for a real/fake
+    model). With ``deterministic`` set, deterministic algorithms are on for the run
+    and the previous mode comes back when it ends."""
     device = resolve_device(cfg.device)
     d = init_distributed(device.type)
     try:
@@ -173,216 +157,292 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
         if cfg.batch_size % d.world:
             raise AdvkitError(f"batch_size {cfg.batch_size} must divide evenly over {d.world} processes")
         seed_everything(cfg.seed)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
-        return _train(cfg, out_dir, progress, resume, on_epoch, device, d, tqdm, datasets, batch_transform)
+        with deterministic(cfg.deterministic):
+            run = _Run(cfg, out_dir=out_dir, resume=resume, device=device, d=d, datasets=datasets,
+                       batch_transform=batch_transform, kind=kind)
+            return run.fit(progress=progress, on_epoch=on_epoch)
     finally:
         shutdown(d)
 
 
-def _train(cfg, out_dir, progress, resume, on_epoch, device, d: Dist, tqdm, datasets=None,
-           batch_transform=None):
-    o = cfg.objective
-    if datasets is not None:
-        train_all, test = datasets
-        data_name = train_all.name
-    else:
-        train_all = load_dataset(cfg.data.dataset, "train", root=cfg.data.root, download=cfg.data.download)
-        test = load_dataset(cfg.data.dataset, "test", root=cfg.data.root, download=cfg.data.download)
-        train_all, test = train_all.subset(cfg.data.train_limit), test.subset(cfg.data.test_limit)
-        data_name = cfg.data.dataset
-    guard_on = cfg.guard.enabled and o.name in ONE_STEP and o.eps > 0
-    n_guard = min(cfg.guard.n, len(train_all) // 5) if guard_on else 0
-    train_idx = torch.arange(len(train_all) - n_guard)
-    guard_idx = torch.arange(len(train_all) - n_guard, len(train_all))
-    eval_idx = torch.arange(min(cfg.eval.n, len(test)))
-    eval_eps = o.eps if cfg.eval.eps is None else cfg.eval.eps
+class _Run:
+    """One classifier training run: the state its steps share. The constructor builds it in a fixed order
+    (data, the model's random initialisation, the optimizer, the random streams, then a resume), so a run
+    draws the same numbers every time."""
 
-    loss_fn = None
-    if cfg.label_smoothing:
-        ls = cfg.label_smoothing
-        loss_fn = lambda logits, y: F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=ls)  # noqa: E731
-    def objective_at(epoch: int):
-        """The objective at ``epoch``: with ``eps_ramp`` the radius grows linearly over the first epochs (a
-        strong adversary on an untrained net can pin it at the class prior, as PGD training at eps 0.3 does)."""
-        frac = min(1.0, epoch / o.eps_ramp) if o.eps_ramp > 0 else 1.0
+    def __init__(self, cfg: TrainConfig, *, out_dir: str | Path | None, resume: bool, device: torch.device,
+                 d: Dist, datasets: tuple[ArrayDataset, ArrayDataset] | None,
+                 batch_transform: BatchTransform | None, kind: str = "classifier"):
+        self.kind = kind
+        self.cfg, self.o, self.device, self.d, self.batch_transform = cfg, cfg.objective, device, d, batch_transform
+        self._load_data(datasets)
+        self.loss_fn = _smoothed_loss(cfg.label_smoothing)
+        self.objective = self._objective_at(cfg.epochs)  # validates the config before any work
+        self.folder = RunFolder(out_dir, main=d.main)
+        resuming = self.folder.resuming(resume)
+        if self.o.classes is not None and max(self.o.classes) >= self.train_all.num_classes:
+            raise AdvkitError(f"objective.classes: label {max(self.o.classes)} does not exist in "
+                              f"{self.train_all.name} ({self.train_all.num_classes} classes)")
+        self._build_nets(init=None if resuming else cfg.init)  # a resumed run takes its weights from last.ckpt
+        self._build_optimizer()
+        self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+        self.attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.transform_gen = torch.Generator().manual_seed(cfg.seed + 4 + d.rank)  # ranks see different batches
+        self.cfg_dict = to_dict(cfg)
+        self.start_epoch, self.best_metric, self.best_epoch, self.best_state = 1, -1.0, 0, None
+        if resuming:
+            self._restore()
+        self.folder.write_config(cfg)
+        self.writer = self._tensorboard()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _load_data(self, datasets: tuple[ArrayDataset, ArrayDataset] | None) -> None:
+        cfg, o = self.cfg, self.o
+        if datasets is not None:
+            self.train_all, self.test = datasets
+            self.data_name = self.train_all.name
+        else:
+            train_all = load_dataset(cfg.data.dataset, "train", root=cfg.data.root, download=cfg.data.download)
+            test = load_dataset(cfg.data.dataset, "test", root=cfg.data.root, download=cfg.data.download)
+            self.train_all, self.test = train_all.subset(cfg.data.train_limit), test.subset(cfg.data.test_limit)
+            self.data_name = cfg.data.dataset
+        n = len(self.train_all)
+        self.guard_on = cfg.guard.enabled and o.name in ONE_STEP and o.eps > 0
+        n_guard = min(cfg.guard.n, n // 5) if self.guard_on else 0  # the guard's held-out training images
+        self.train_idx, self.guard_idx = torch.arange(n - n_guard), torch.arange(n - n_guard, n)
+        self.eval_idx = torch.arange(min(cfg.eval.n, len(self.test)))
+        self.eval_eps = o.eps if cfg.eval.eps is None else cfg.eval.eps
+
+    def _ramp(self, epoch: int) -> float:
+        """The fraction of ``eps`` trained at ``epoch``: with ``eps_ramp`` the radius grows linearly over the
+        first epochs (a strong adversary on an untrained net can pin it at the class prior, as PGD training at
+        eps 0.3 does)."""
+        o = self.o
+        return min(1.0, epoch / o.eps_ramp) if o.eps_ramp > 0 else 1.0
+
+    def _objective_at(self, epoch: int):
+        o, frac = self.o, self._ramp(epoch)
         return get_objective(o.name, eps=o.eps * frac, alpha=None if o.alpha is None else o.alpha * frac,
-                             steps=o.steps, norm=o.norm, mix=o.mix, beta=o.beta, loss_fn=loss_fn,
+                             steps=o.steps, norm=o.norm, mix=o.mix, beta=o.beta, loss_fn=self.loss_fn,
                              classes=o.classes)
 
-    objective = objective_at(cfg.epochs)  # validates the config before any work
-    out = Path(out_dir) if out_dir is not None else None
-    resuming = out is not None and resume and (out / CKPT).is_file()
-    if o.classes is not None and max(o.classes) >= train_all.num_classes:
-        raise AdvkitError(f"objective.classes: label {max(o.classes)} does not exist in {train_all.name} "
-                          f"({train_all.num_classes} classes)")
-    raw = build_model(cfg, train_all)
-    if cfg.init is not None and not resuming:  # a resumed run takes its weights from last.ckpt
-        load_init(raw, cfg.init)
-        log.info("initialised from %s", cfg.init)
-    raw = raw.to(device)
-    if cfg.channels_last:
-        raw = raw.to(memory_format=torch.channels_last)
-    ema = copy.deepcopy(raw).eval() if cfg.ema else None
-    net: nn.Module = raw
-    if d.enabled:
-        net = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
-    opt = _optimizer(cfg, raw)
-    drop_last = d.enabled  # every rank must see the same number of equal-size steps
-    steps_per_epoch = len(train_idx) // cfg.batch_size + (0 if drop_last else bool(len(train_idx) % cfg.batch_size))
-    if steps_per_epoch == 0:
-        raise AdvkitError(f"{len(train_idx)} training images are fewer than one batch of {cfg.batch_size}")
-    sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch, steps_per_epoch)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)  # noqa: E731
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    transform_gen = torch.Generator().manual_seed(cfg.seed + 4 + d.rank)  # ranks see different batches
+    def _build_nets(self, *, init: str | Path | None) -> None:
+        cfg, device = self.cfg, self.device
+        raw = build_model(cfg, self.train_all)
+        if init is not None:
+            load_init(raw, init)
+            log.info("initialised from %s", init)
+        raw = raw.to(device)
+        if cfg.channels_last:
+            raw = raw.to(memory_format=torch.channels_last)
+        self.raw = raw
+        self.ema = copy.deepcopy(raw).eval() if cfg.ema else None
+        net: nn.Module = raw
+        if self.d.enabled:
+            net = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            net = torch.compile(net)
+        self.net = net
 
-    cfg_dict = to_dict(cfg)
-    start_epoch, best_metric, best_epoch, best_state, lines = 1, -1.0, 0, None, []
-    if resuming:
-        st = _load_checkpoint(out / CKPT)
-        diff = _flat_diff(st["config"], cfg_dict)
-        if diff:
-            raise AdvkitError(f"cannot resume {out / CKPT}: it was written with another config ({'; '.join(diff)})")
-        raw.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        scaler.load_state_dict(st["scaler"])
-        if ema is not None:
-            ema.load_state_dict(st["ema"])
-        shuffle_gen.set_state(st["shuffle_rng"])
-        attack_gen.set_state(st["attack_rng"].to(attack_gen.get_state().device))
-        if "transform_rng" in st:  # absent from checkpoints written before batch_transform existed
-            transform_gen.set_state(st["transform_rng"])
-        torch.set_rng_state(st["torch_rng"])
-        start_epoch, best_metric, best_epoch = st["epoch"] + 1, st["best_metric"], st["best_epoch"]
-        best_state, lines = st.get("best_model"), list(st["metrics_lines"])
-        log.info("resumed from %s at epoch %d", out / CKPT, st["epoch"])
-    elif out is not None and resume:
-        log.warning("nothing to resume in %s: starting from scratch", out)
-    writer = None
-    if out is not None and d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", to_yaml(cfg))
-        if cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                writer = SummaryWriter(str(out / "tb"))
-            except ImportError:
-                log.info("tensorboard not installed: metrics go to metrics.jsonl only")
+    def _build_optimizer(self) -> None:
+        cfg, device = self.cfg, self.device
+        self.opt = _optimizer(cfg, self.raw)
+        self.drop_last = self.d.enabled  # every rank must see the same number of equal-size steps
+        n_train = len(self.train_idx)
+        self.steps_per_epoch = n_train // cfg.batch_size + (0 if self.drop_last else bool(n_train % cfg.batch_size))
+        if self.steps_per_epoch == 0:
+            raise AdvkitError(f"{n_train} training images are fewer than one batch of {cfg.batch_size}")
+        self.sched = make_scheduler(self.opt, cfg.schedule, cfg.epochs * self.steps_per_epoch, self.steps_per_epoch)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)  # noqa: E731
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
 
-    metrics: dict = json.loads(lines[-1]) if lines else {}
-    stopped = None
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if o.eps_ramp > 0:
-            objective = objective_at(epoch)
-        raw.train()
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The run's random streams by their names in ``last.ckpt``."""
+        return {"shuffle_rng": self.shuffle_gen, "attack_rng": self.attack_gen, "transform_rng": self.transform_gen}
+
+    def _restore(self) -> None:
+        st = self.folder.resume(self.cfg_dict, allowed=RESUMABLE_CHANGES, whole=("model.kwargs",))
+        self.raw.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.scaler.load_state_dict(st["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(st["ema"])
+        # transform_rng is absent from checkpoints written before batch_transform existed
+        restore_rng(st, self._generators(), optional=("transform_rng",))
+        self.start_epoch, self.best_metric, self.best_epoch = st["epoch"] + 1, st["best_metric"], st["best_epoch"]
+        self.best_state = st.get("best_model")
+
+    def _tensorboard(self):
+        if not (self.folder.writes and self.cfg.tensorboard):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard not installed: metrics go to metrics.jsonl only")
+            return None
+        return SummaryWriter(str(self.folder.out / "tb"))
+
+    # ------------------------------------------------------------------ the loop
+
+    @property
+    def model_eval(self) -> Normalized:
+        """The model that is evaluated, kept and returned: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.raw
+
+    def fit(self, *, progress: bool, on_epoch: Callable[[dict], None] | None) -> tuple[Normalized, dict]:
+        metrics, stopped = self.folder.last_metrics, None
+        for epoch in range(self.start_epoch, self.cfg.epochs + 1):
+            metrics, stopped = self._epoch(epoch, progress=progress)
+            self.d.barrier()
+            log.info("epoch %d: %s", epoch, json.dumps(metrics))
+            if on_epoch is not None and self.d.main:
+                on_epoch(metrics)
+            if stopped:
+                break
+        if self.writer is not None:
+            self.writer.close()
+        return self._finish(stopped=stopped, metrics=metrics)
+
+    def _epoch(self, epoch: int, *, progress: bool) -> tuple[dict, dict | None]:
+        """Train one epoch, evaluate, track the best epoch, write the metrics line and ``last.ckpt``. Returns
+        the epoch's metrics and, when the overfitting guard fired, what it saw."""
+        if self.o.eps_ramp > 0:
+            self.objective = self._objective_at(epoch)
         t0 = time.perf_counter()
-        sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
-        batches = _shard(train_all.batches(cfg.batch_size, shuffle=True, generator=shuffle_gen,
-                                           drop_last=drop_last, indices=train_idx), d)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=None if (progress and d.main) else True)
-        for x, y in bar:
-            if batch_transform is not None:
-                x = batch_transform(x, transform_gen)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if cfg.data.augment:
-                x = crop_flip(x, shuffle_gen)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                loss, logits = objective(net, x, y, attack_model=raw, generator=attack_gen)
-            if not torch.isfinite(loss):
-                raise AdvkitError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(raw.parameters(), cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                _ema_update(ema, raw, cfg.ema)
-            sums[0] += loss.item() * len(y)
-            sums[1] += (logits.argmax(1) == y).sum().item()
-            sums[2] += len(y)
-            bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}")
-        loss_sum, correct, seen = d.all_sum(sums, device)
+        loss_sum, correct, seen = self._train_epoch(epoch, progress=progress)
         train_time = time.perf_counter() - t0
-
         t1 = time.perf_counter()
-        model_eval = ema if ema is not None else raw
-        clean_acc, robust_acc = _accuracies(model_eval, test, eval_idx, eval_eps, cfg.eval.steps,
-                                            cfg.eval.restarts, cfg.eval_batch_size, device, autocast,
-                                            cfg.seed + 2, d)
-        guard_acc = None
-        if guard_on:
-            _, guard_acc = _accuracies(model_eval, train_all, guard_idx, o.eps, cfg.guard.steps, 1,
-                                       cfg.eval_batch_size, device, autocast, cfg.seed + 3, d)
+        clean_acc, robust_acc, guard_acc = self._evaluate()
         metrics = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                   "clean_acc": clean_acc, "robust_acc": robust_acc, "eval_eps": eval_eps,
-                   "guard_robust_acc": guard_acc, "lr": opt.param_groups[0]["lr"],
-                   "train_eps": o.eps * (min(1.0, epoch / o.eps_ramp) if o.eps_ramp > 0 else 1.0),
+                   "clean_acc": clean_acc, "robust_acc": robust_acc, "eval_eps": self.eval_eps,
+                   "guard_robust_acc": guard_acc, "lr": self.opt.param_groups[0]["lr"],
+                   "train_eps": self.o.eps * self._ramp(epoch),
                    "epoch_time_s": round(train_time, 3), "eval_time_s": round(time.perf_counter() - t1, 3)}
-        score = guard_acc if guard_on else (robust_acc if robust_acc is not None else clean_acc)
-        if guard_on and best_epoch and score < best_metric - cfg.guard.drop:
-            stopped = {"epoch": epoch, "guard_robust_acc": score, "best_epoch": best_epoch,
-                       "best_guard_robust_acc": best_metric, "action": cfg.guard.action}
-            metrics["catastrophic_overfitting"] = stopped
-            log.warning("catastrophic overfitting at epoch %d: held-out PGD accuracy fell from %.3f (epoch %d) to "
-                        "%.3f; %s", epoch, best_metric, best_epoch, score,
-                        "rolling back to the best epoch and stopping" if cfg.guard.action == "rollback"
-                        else "stopping")
-        elif score > best_metric:
-            best_metric, best_epoch = score, epoch
-            best_state = _cpu_state(model_eval)
-            if out is not None and d.main:
-                save(model_eval, out / "best.safetensors",
-                     **checkpoint_metadata(cfg_dict, data_name, train_all, metrics))
-        metrics["best_epoch"] = best_epoch
-        lines.append(json.dumps(metrics))
-        if out is not None and d.main:
-            atomic_write_text(out / "metrics.jsonl", "\n".join(lines) + "\n")
-            if writer is not None:
+        score = guard_acc if self.guard_on else (robust_acc if robust_acc is not None else clean_acc)
+        stopped = self._guard(epoch, score, metrics)
+        metrics["best_epoch"] = self.best_epoch
+        self.folder.append_metrics(metrics)
+        if self.folder.writes:
+            if self.writer is not None:
                 for k, v in metrics.items():
                     if isinstance(v, (int, float)) and k != "epoch":
-                        writer.add_scalar(k, v, epoch)
-            _save_checkpoint(out / CKPT, {
-                "config": cfg_dict, "epoch": epoch, "model": _cpu_state(raw), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "ema": _cpu_state(ema) if ema is not None else None,
-                "shuffle_rng": shuffle_gen.get_state(), "attack_rng": attack_gen.get_state().cpu(),
-                "transform_rng": transform_gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "best_metric": best_metric, "best_epoch": best_epoch,
-                "best_model": best_state, "metrics_lines": lines})
-        d.barrier()
-        log.info("epoch %d: %s", epoch, json.dumps(metrics))
-        if on_epoch is not None and d.main:
-            on_epoch(metrics)
-        if stopped:
-            break
-    if writer is not None:
-        writer.close()
-    final = ema if ema is not None else raw
-    if stopped and cfg.guard.action == "rollback" and best_state is not None:
-        final.load_state_dict(best_state)
-        metrics = {**json.loads(lines[best_epoch - 1]), "catastrophic_overfitting": stopped}
-    elif guard_on and cfg.guard.keep == "best" and best_state is not None and best_epoch != len(lines):
-        # the epoch the guard rates best (held-out training images, never the test set) is the model
-        final.load_state_dict(best_state)
-        metrics = {**json.loads(lines[best_epoch - 1]), "kept": "best", "last_epoch": len(lines)}
-        log.info("keeping epoch %d, the best by held-out PGD accuracy (guard.keep: best)", best_epoch)
-    final.eval()
-    if out is not None and d.main:
-        save(final, out / RUN_CHECKPOINT, **checkpoint_metadata(cfg_dict, data_name, train_all, metrics))
-    return final, metrics
+                        self.writer.add_scalar(k, v, epoch)
+            self.folder.save_checkpoint(self._state(epoch))
+        return metrics, stopped
+
+    def _train_epoch(self, epoch: int, *, progress: bool) -> list[float]:
+        """One pass over the training indices; returns (loss sum, correct, seen) summed over ranks."""
+        cfg, d = self.cfg, self.d
+        self.raw.train()
+        sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
+        batches = _shard(self.train_all.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
+                                                drop_last=self.drop_last, indices=self.train_idx), d)
+        bar = progress_bar(batches, total=self.steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
+                           show=progress and d.main)
+        for x, y in bar:
+            for i, v in enumerate(self._step(x, y, epoch=epoch)):
+                sums[i] += v
+            bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}")
+        return d.all_sum(sums, self.device)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int) -> tuple[float, float, int]:
+        """One optimizer step on a batch; returns (loss * n, correct, n)."""
+        cfg = self.cfg
+        if self.batch_transform is not None:
+            x = self.batch_transform(x, self.transform_gen)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if cfg.data.augment:
+            x = crop_flip(x, self.shuffle_gen)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            loss, logits = self.objective(self.net, x, y, attack_model=self.raw, generator=self.attack_gen)
+        if not torch.isfinite(loss):
+            raise AdvkitError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.optim.grad_clip:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.optim.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        if self.ema is not None:
+            ema_update(self.ema, self.raw, cfg.ema)
+        return loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)
+
+    def _evaluate(self) -> tuple[float, float | None, float | None]:
+        """Clean and PGD accuracy on the eval subset, and the guard's PGD accuracy on its held-out training
+        images (``None`` without the guard)."""
+        cfg, model = self.cfg, self.model_eval
+        clean_acc, robust_acc = _accuracies(model, self.test, self.eval_idx, self.eval_eps, cfg.eval.steps,
+                                            cfg.eval.restarts, cfg.eval_batch_size, self.device, self.autocast,
+                                            cfg.seed + 2, self.d)
+        guard_acc = None
+        if self.guard_on:
+            _, guard_acc = _accuracies(model, self.train_all, self.guard_idx, self.o.eps, cfg.guard.steps, 1,
+                                       cfg.eval_batch_size, self.device, self.autocast, cfg.seed + 3, self.d)
+        return clean_acc, robust_acc, guard_acc
+
+    def _guard(self, epoch: int, score: float, metrics: dict) -> dict | None:
+        """Keep the best epoch by ``score`` (its weights, and ``best.safetensors``); the catastrophic-overfitting
+        guard stops the run when the score falls more than ``guard.drop`` below the best. Returns what the guard
+        saw when it fired (also recorded in ``metrics``), else ``None``."""
+        cfg = self.cfg
+        if self.guard_on and self.best_epoch and score < self.best_metric - cfg.guard.drop:
+            stopped = {"epoch": epoch, "guard_robust_acc": score, "best_epoch": self.best_epoch,
+                       "best_guard_robust_acc": self.best_metric, "action": cfg.guard.action}
+            metrics["catastrophic_overfitting"] = stopped
+            log.warning("catastrophic overfitting at epoch %d: held-out PGD accuracy fell from %.3f (epoch %d) to "
+                        "%.3f; %s", epoch, self.best_metric, self.best_epoch, score,
+                        "rolling back to the best epoch and stopping" if cfg.guard.action == "rollback"
+                        else "stopping")
+            return stopped
+        if score > self.best_metric:
+            self.best_metric, self.best_epoch = score, epoch
+            self.best_state = cpu_state(self.model_eval)
+            if self.folder.writes:
+                save(self.model_eval, self.folder.out / "best.safetensors", kind=self.kind, **self._metadata(metrics))
+        return None
+
+    def _metadata(self, metrics: dict) -> dict:
+        return checkpoint_metadata(self.cfg_dict, self.data_name, self.train_all, metrics)
+
+    def _state(self, epoch: int) -> dict:
+        """What ``last.ckpt`` holds at the end of ``epoch``: enough to go on as if never stopped."""
+        return {"config": self.cfg_dict, "epoch": epoch, "model": cpu_state(self.raw),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(), "ema": cpu_state(self.ema) if self.ema is not None else None,
+                **rng_state(self._generators()), "best_metric": self.best_metric, "best_epoch": self.best_epoch,
+                "best_model": self.best_state, "metrics_lines": self.folder.lines}
+
+    def _finish(self, *, stopped: dict | None, metrics: dict) -> tuple[Normalized, dict]:
+        """The model to return: the best epoch's after a guard rollback or with ``guard.keep: best``, else the
+        last; written as ``model.safetensors``."""
+        cfg, final, lines = self.cfg, self.model_eval, self.folder.lines
+        if stopped and cfg.guard.action == "rollback" and self.best_state is not None:
+            final.load_state_dict(self.best_state)
+            metrics = {**json.loads(lines[self.best_epoch - 1]), "catastrophic_overfitting": stopped}
+        elif (self.guard_on and cfg.guard.keep == "best" and self.best_state is not None
+              and self.best_epoch != len(lines)):
+            # the epoch the guard rates best (held-out training images, never the test set) is the model
+            final.load_state_dict(self.best_state)
+            metrics = {**json.loads(lines[self.best_epoch - 1]), "kept": "best", "last_epoch": len(lines)}
+            log.info("keeping epoch %d, the best by held-out PGD accuracy (guard.keep: best)", self.best_epoch)
+        final.eval()
+        if self.folder.writes:
+            save(final, self.folder.out / RUN_CHECKPOINT, kind=self.kind, **self._metadata(metrics))
+        return final, metrics
+
+
+def _smoothed_loss(label_smoothing: float):
+    """The per-sample loss the objectives use with label smoothing; ``None`` (their default) without it."""
+    if not label_smoothing:
+        return None
+    return lambda logits, y: F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=label_smoothing)
 
 
 def checkpoint_metadata(cfg_dict: dict, data_name: str, data: ArrayDataset, metrics: dict) -> dict:
@@ -410,25 +470,3 @@ def _shard(batches, d: Dist):
     single-process step would."""
     for x, y in batches:
         yield (x[d.rank::d.world], y[d.rank::d.world]) if d.enabled else (x, y)
-
-
-@torch.no_grad()
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a crash or a full disk mid-write leaves the previous checkpoint intact."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-    except Exception as e:  # torch raises several types for corrupt or foreign files
-        raise AdvkitError(f"cannot resume from {path}: not a readable advkit training checkpoint ({e})") from None

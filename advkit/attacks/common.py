@@ -21,8 +21,9 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def attack_mode(model: nn.Module) -> Iterator[None]:
     """Run the attack with the model in eval mode and its parameters frozen, then restore both exactly.
 
-    Gradients are enabled inside, so an attack called under ``torch.no_grad()`` still works. Freezing keeps any ``.backward()`` (foolbox's) from writing parameter ``.grad`` and lets autograd skip
-    weight gradients; restoring each module's own flag keeps mixed train/eval models as they were.
+    Gradients are enabled inside, so an attack called under ``torch.no_grad()`` still works. Freezing keeps
+    any ``.backward()`` (foolbox's) from writing parameter ``.grad`` and lets autograd skip weight gradients;
+    restoring each module's own flag keeps mixed train/eval models as they were.
     """
     modes = [(m, m.training) for m in model.modules()]
     frozen = [p for p in model.parameters() if p.requires_grad]
@@ -40,6 +41,11 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
 
 
 def check_eps(eps: float, norm: str = "linf") -> float:
+    """``eps`` as a float, checked: finite, >= 0, and at most 1 for L-inf (pixel units on images in [0,1]).
+
+    Raises:
+        AdvkitError: an unknown norm, or an eps that is not a usable radius.
+    """
     if norm not in NORMS:
         raise AdvkitError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
     try:
