@@ -5,6 +5,6 @@ Every model is ``f(x in [0,1]) -> logits``; attacks, objectives and reports buil
 
 __version__ = "0.1.0"
 
-from advkit.errors import AdvkitError  # noqa: E402
+from advkit.errors import AdvkitError
 
 __all__ = ["AdvkitError", "__version__"]

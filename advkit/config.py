@@ -8,13 +8,16 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
 
 import yaml
 
 from advkit.errors import AdvkitError
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")  # a config: a dataclass instance
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -37,7 +40,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except AdvkitError as e:
                 errors.append(str(e))
         raise AdvkitError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise AdvkitError(f"{key}: expected a mapping, got {value!r}")
         return overlay(tp(), value, prefix=f"{key}.")
@@ -62,7 +65,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def parse_number(text: str, key: str = "value") -> float:
-    """``0.1``, ``8/255``: floats and fractions, as configs and CLIs write eps."""
+    """A float or a fraction, as configs and CLIs write eps: ``0.1``, ``8/255``.
+
+    Args:
+        text: the number as written.
+        key: names the value in the error.
+
+    Returns:
+        The value.
+
+    Raises:
+        AdvkitError: not a number (a division by zero included).
+    """
     try:
         if "/" in text:
             a, b = text.split("/", 1)
@@ -73,7 +87,20 @@ def parse_number(text: str, key: str = "value") -> float:
 
 
 def overlay(base: C, changes: dict[str, Any], prefix: str = "") -> C:
-    """A copy of dataclass ``base`` with ``changes`` (nested dicts) applied and checked."""
+    """A copy of a config with ``changes`` applied, each value checked against its field's type.
+
+    Args:
+        base: a frozen config dataclass.
+        changes: field -> value; a nested dict changes a nested config field by field.
+        prefix: the dotted path of ``base`` inside the full config, for the error messages.
+
+    Returns:
+        The new config (``base`` is unchanged).
+
+    Raises:
+        AdvkitError: an unknown key (with the closest valid one), a value of the wrong type, or one the
+            config's own validation refuses.
+    """
     types_ = _field_types(type(base))
     updates = {}
     for k, v in changes.items():
@@ -82,7 +109,7 @@ def overlay(base: C, changes: dict[str, Any], prefix: str = "") -> C:
             hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; valid: {', '.join(types_)}"
             raise AdvkitError(f"unknown config key {prefix + k!r}{hint}")
         cur = getattr(base, k)
-        if dataclasses.is_dataclass(cur) and isinstance(v, dict):
+        if dataclasses.is_dataclass(cur) and not isinstance(cur, type) and isinstance(v, dict):
             updates[k] = overlay(cur, v, prefix=f"{prefix}{k}.")
         else:
             updates[k] = _coerce(v, types_[k], f"{prefix}{k}")
@@ -93,7 +120,18 @@ def overlay(base: C, changes: dict[str, Any], prefix: str = "") -> C:
 
 
 def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
-    """``["optim.lr=0.1", "epochs=3"]`` -> nested dict; values are parsed as YAML scalars."""
+    """``--set`` overrides as a nested dict: ``["optim.lr=0.1", "epochs=3"]`` -> ``{"optim": {"lr": 0.1},
+    "epochs": 3}``.
+
+    Args:
+        sets: ``KEY=VALUE`` strings, dotted keys for nested configs; values are parsed as YAML scalars.
+
+    Returns:
+        The nested dict, for :func:`overlay`.
+
+    Raises:
+        AdvkitError: an item without ``=`` or key, or a key set both as a value and as a section.
+    """
     out: dict[str, Any] = {}
     for item in sets:
         key, eq, raw = item.partition("=")
@@ -114,7 +152,19 @@ def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
 
 
 def load_config(cls: type[C], path: str | Path | None = None, sets: Iterable[str] = ()) -> C:
-    """Defaults of ``cls``, then the YAML file at ``path``, then ``--set`` overrides."""
+    """A config: the defaults of ``cls``, then the YAML file at ``path``, then ``--set`` overrides.
+
+    Args:
+        cls: the config dataclass.
+        path: a YAML file holding a diff over the defaults; ``None``: none.
+        sets: ``KEY=VALUE`` overrides (see :func:`parse_sets`).
+
+    Returns:
+        The config.
+
+    Raises:
+        AdvkitError: a missing or invalid file, or a change :func:`overlay` refuses.
+    """
     cfg = cls()
     if path is not None:
         path = Path(path)
@@ -131,6 +181,15 @@ def load_config(cls: type[C], path: str | Path | None = None, sets: Iterable[str
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain data (tuples as lists), as YAML, JSON and checkpoints hold it.
+
+    Args:
+        cfg: a config dataclass.
+
+    Returns:
+        The nested dict.
+    """
+
     def conv(v: Any) -> Any:
         if isinstance(v, tuple):
             return [conv(i) for i in v]
@@ -141,4 +200,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def to_yaml(cfg: Any) -> str:
+    """A config as YAML, fields in their declared order (what ``config.yaml`` in a run folder holds).
+
+    Args:
+        cfg: a config dataclass.
+
+    Returns:
+        The YAML text.
+    """
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

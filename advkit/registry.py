@@ -18,37 +18,81 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Name -> entry. Duplicate names raise; unknown names raise with the valid names and a suggestion."""
+    """Name -> entry. Duplicate names raise; unknown names raise with the valid names and a suggestion.
+
+    Args:
+        kind: what the entries are (``model``, ``dataset``), for the messages.
+    """
 
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, T] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
+        """Decorator: :meth:`add` the decorated object under ``name``.
+
+        Args:
+            name: the entry's name; default the object's ``__name__``.
+
+        Returns:
+            A decorator that registers its argument and returns it unchanged.
+        """
+
         def deco(obj: T) -> T:
-            self.add(name or getattr(obj, "__name__"), obj)
+            # getattr: T is any registrable object, so the type checker cannot know it has a __name__
+            self.add(name or getattr(obj, "__name__"), obj)  # noqa: B009
             return obj
 
         return deco
 
     def add(self, name: str, obj: T) -> None:
+        """Register ``obj`` under ``name``.
+
+        Args:
+            name: the entry's name.
+            obj: the entry.
+
+        Raises:
+            KeyError: ``name`` is already registered (a programming error, not a user's).
+        """
         if name in self._entries:
             raise KeyError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
 
     def get(self, name: str) -> T:
+        """The entry named ``name``.
+
+        Args:
+            name: the entry's name.
+
+        Returns:
+            The entry.
+
+        Raises:
+            AdvkitError: no such entry (the message lists the valid names and the closest one).
+        """
         try:
             return self._entries[name]
         except KeyError:
             raise AdvkitError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str, extra: list[str] | None = None) -> str:
+        """The one-line error for an unknown ``name``: the closest valid name, then all of them.
+
+        Args:
+            name: the name asked for.
+            extra: more valid names to list after the entries (e.g. ``npz:PATH``).
+
+        Returns:
+            The message.
+        """
         valid = sorted(self._entries) + (extra or [])
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown {self.kind} {name!r}{hint}; valid: {', '.join(valid)}"
 
     def names(self) -> list[str]:
+        """The entries' names, sorted."""
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
@@ -78,7 +122,14 @@ class Family:
         return f"{self.name}:"
 
     def join(self, rest: str) -> str:
-        """The full name of ``rest`` in this family, e.g. ``foolbox:LinfPGD``."""
+        """The full name of ``rest`` in this family.
+
+        Args:
+            rest: what follows the colon (``LinfPGD``).
+
+        Returns:
+            The full name (``foolbox:LinfPGD``).
+        """
         return f"{self.name}:{rest}"
 
 
@@ -110,7 +161,14 @@ def register_family(name: str, kind: str, help: str = "") -> Family:
 
 
 def families(kind: str | None = None) -> list[Family]:
-    """The registered families (of ``kind``, when given), sorted by name."""
+    """The registered families, sorted by name.
+
+    Args:
+        kind: only the families of this kind (``model``, ``dataset``, ``attack``); ``None``: all.
+
+    Returns:
+        The families.
+    """
     return [f for _, f in sorted(_FAMILIES.items()) if kind is None or f.kind == kind]
 
 

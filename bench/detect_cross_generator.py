@@ -22,9 +22,9 @@ import torch
 
 from advkit.config import load_config
 from advkit.detect.config import DetectorConfig
-from advkit.detect.train import train_detector
 from advkit.detect.config import EvalDetectionConfig as EvalConfig  # `advkit eval`'s config, detection section
 from advkit.detect.report import run_detection_eval as run_eval
+from advkit.detect.train import train_detector
 from bench._common import REPO, RESULTS, write_result
 
 

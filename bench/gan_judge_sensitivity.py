@@ -32,7 +32,8 @@ def main() -> None:
         fd = frechet_distance(*feature_stats(f.numpy()), *judge.stats_test)
         rows.append({"variant": name, "fd": fd, "fd_ratio": fd / judge.fd_floor,
                      "is": inception_score(p.numpy(), judge.splits)[0]})
-        print(f"{name}: FD {fd:.2f} ({fd / judge.fd_floor:.1f}x the floor {judge.fd_floor:.2f}), IS {rows[-1]['is']:.2f}")
+        print(f"{name}: FD {fd:.2f} ({fd / judge.fd_floor:.1f}x the floor {judge.fd_floor:.2f}), "
+              f"IS {rows[-1]['is']:.2f}")
     result = {"n": n, "classifier": judge.classifier, "reference": judge.reference, "rows": rows}
     out = RESULTS / f"gan_judge_sensitivity{'_quick' if n < 10000 else ''}.json"
     write_result(out, "gan_judge_sensitivity", result, device="cpu", table=n == 10000)

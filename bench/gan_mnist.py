@@ -9,9 +9,10 @@ digits score 9.85; trained on first use and cached); ``--quick`` and ``--judge d
 MNIST LeNet (2 epochs, 98.8%, real digits 9.59). Wall time per epoch is recorded. The other configs (the
 paper's nets alone, minimax, WGAN-GP, hinge, least squares, the duality-gap objective, hardened D; all on the
 paper's nets) are compared at the same settings, with each final discriminator's accuracy (real test digits vs
-fresh fakes) clean and under PGD-20 at eps 0.1; a run that logs the duality gap (``--set dg.every=N``) also gets the FD of every epoch's
-generator and the Spearman rank correlation between the duality gap and FD across epochs. Every config gets
-the same number of epochs (``--epochs``, default 5; WGAN-GP's 5 critic steps per G step mean fewer G steps).
+fresh fakes) clean and under PGD-20 at eps 0.1; a run that logs the duality gap (``--set dg.every=N``) also
+gets the FD of every epoch's generator and the Spearman rank correlation between the duality gap and FD across
+epochs. Every config gets the same number of epochs (``--epochs``, default 5; WGAN-GP's 5 critic steps per G
+step mean fewer G steps).
 
     python -m bench.gan_mnist                                  # all MNIST configs, 10,000 samples each
     python -m bench.gan_mnist --configs dcgan_mnist --epoch-fd # the target recipe, every epoch scored

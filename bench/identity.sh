@@ -25,7 +25,8 @@ r = json.load(open(sys.argv[1]))
 def clean(o):
     if isinstance(o, dict):
         return {k: clean(v) for k, v in o.items() if k not in ("created", "timing", "time_s", "time_saved_s",
-                                                               "environment", "png_base64", "throughput")}
+                                                               "environment", "png_base64", "throughput",
+                                                               "total_time_s", "images_per_s")}
     if isinstance(o, list):
         return [clean(v) for v in o]
     return o

@@ -178,6 +178,12 @@ def _detect_speed(env: dict) -> list[list[str]]:
              f"{r['ratio']:.2f}x", f"{r['detect_images_per_s']:.0f}"]]
 
 
+def _first_run(env: dict) -> list[list[str]]:
+    r, m = env["results"], env["machine"]
+    return [[f"`{r['command']}`", f"{r['median_cold_s']:.0f} s", f"{r['median_warm_s']:.0f} s", str(r["rounds"]),
+             f"{m.get('load_avg_1min_before', float('nan')):.1f}"]]
+
+
 def _detect_report(env: dict) -> list[list[str]]:
     r = env["results"]
     return [[r["model"], c["condition"], f"{c['auc']:.4f}", f"{c['ap']:.4f}", R.pct(c["acc"]),
@@ -247,6 +253,11 @@ SECTIONS = (
             "over the same images already in memory; medians of the rounds. *ratio*: detect over forward "
             "(target <= 1.3x).",
             ("images", "model", "forward", "advkit detect", "ratio", "images/s"), _detect_speed),
+    Section("first-run", "first_run", "First-run times (`python -m bench.first_run`)",
+            "Wall time of the README's main command in a fresh process. *cold*: empty cache, so it first trains "
+            "and caches the default MNIST LeNet; *warm*: the same command again; medians of the rounds. *load*: "
+            "the machine's 1-minute load average before the runs (2 cores: above 2 means other work shared them).",
+            ("command", "cold (trains the default model)", "warm", "rounds", "load"), _first_run),
     Section("detect-report", "detect_report", "Detection reports kept as results",
             "Figures of an `advkit` detection report (scores P(fake)). *condition*: clean, after laundering both "
             "classes, or under targeted PGD pushing fakes to \"real\"; *acc*: accuracy at the 0.5 threshold; "

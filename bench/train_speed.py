@@ -32,11 +32,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(RESULTS / "train_speed.json"))
     args = ap.parse_args()
-    n, rounds, models = (2000, 1, ["small_cnn"]) if args.quick else (20000, 3, ["small_cnn", "lenet"])
+    n, rounds, models = (2000, 3, ["small_cnn"]) if args.quick else (20000, 3, ["small_cnn", "lenet"])
     rows = []
     for model in models:
         times: dict[str, list[float]] = {k: [] for k in OBJECTIVES}
-        for name, extra in OBJECTIVES.items():  # warm-up
+        for extra in OBJECTIVES.values():  # warm-up
             epoch_time(model, min(n, 1000), extra, args.device)
         for _ in range(rounds):  # interleaved, so background load hits every objective alike
             for name, extra in OBJECTIVES.items():

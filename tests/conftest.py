@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
+# The shared datasets: $ADVKIT_DATA when set (as advkit itself reads it), else ../shared/datasets. Read once at
+# import, before any test's fixture clears ADVKIT_DATA to isolate the code under test.
+SHARED = Path(os.environ["ADVKIT_DATA"]) if os.environ.get("ADVKIT_DATA") else REPO.parent / "shared" / "datasets"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under the shared datasets (see :data:`SHARED`)."""
+    return SHARED.joinpath(*parts)
+
+
+def skip_without_data(*parts: str) -> None:
+    """Skip the calling test unless ``SHARED/parts...`` exists, naming where it looked."""
+    path = shared_data(*parts)
+    if not path.exists():
+        pytest.skip(f"shared dataset {path} not present (set ADVKIT_DATA to where the datasets are)")
+
+
+def needs_data(*parts: str) -> pytest.MarkDecorator:
+    """``@needs_data("cifar10")``: skip unless ``SHARED/parts...`` exists."""
+    path = shared_data(*parts)
+    return pytest.mark.skipif(not path.exists(),
+                              reason=f"shared dataset {path} not present (set ADVKIT_DATA to where the datasets are)")
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,8 @@ def test_cross_generator_quick(tmp_path):
     (row,) = r["rows"]
     assert row["detector"] == "mnist_dcgan" and set(row["per_generator"]) == {"a", "b", "wide"}
     for g, v in row["per_generator"].items():
-        assert v["n_fake"] > 0 and 0 <= v["auc"] <= 1 and 0 < v["ap"] <= 1, g
+        # untrained generators all make noise next to digits: the detector separates each one (1.0 seen)
+        assert v["n_fake"] > 0 and v["auc"] > 0.9 and v["ap"] > 0.9, (g, v)
     assert row["per_generator"]["a"]["auc"] > 0.9  # its own generator, even after one quick epoch
     table = out.with_suffix(".md").read_text()
     assert "a (train) AUC / AP" in table and table.count("\n| mnist_dcgan |") == 1

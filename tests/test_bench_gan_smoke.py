@@ -36,7 +36,9 @@ def test_gan_mnist_quick(tmp_path):
     (row,) = r["rows"]
     assert row["config"] == "dcgan_mnist" and row["epochs"] == 1 and len(row["epoch_time_s"]) == 1
     assert row["resolved_config"]["model"]["g_width"] == 8 and row["resolved_config"]["data"]["train_limit"] == 512
-    assert 1 <= row["is"] <= 10
+    # IS always lies in [1, 10] for 10 classes, so that bound proves nothing; the property: the judge scores a
+    # 1-epoch tiny GAN's samples well below real test digits (seen: 1.0 against 9.3)
+    assert 1 <= row["is"] < ref["is_test"] - 1, (row["is"], ref["is_test"])
     cov = row["coverage"]
     assert len(cov) == 10 and math.isclose(sum(cov), 1.0, abs_tol=1e-6) and row["min_class_share"] == min(cov)
     assert row["fd_floor"] == ref["fd_floor"] >= 0

@@ -1,5 +1,5 @@
-"""Smoke test of ``python -m bench.attack_speed``: the quick run finishes and writes sane figures (the peers it cannot import,
-torchattacks and ART, are skipped, not failed)."""
+"""Smoke test of ``python -m bench.attack_speed``: the quick run finishes and writes sane figures (the peers it
+cannot import, torchattacks and ART, are skipped, not failed)."""
 
 from __future__ import annotations
 

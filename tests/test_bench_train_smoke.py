@@ -40,6 +40,8 @@ def test_train_speed_quick(tmp_path):
     (row,) = r["rows"]
     med = row["median_epoch_s"]
     assert all(math.isfinite(v) and v > 0 for v in med.values())
-    # an fgsm_rs epoch does more work than a clean one and PGD-10 more than fgsm_rs; loose two-sided bounds
-    assert 1.2 < row["ratio_to_clean"]["fgsm_rs"] < 6
+    # an fgsm_rs epoch does twice a clean one's passes and PGD-10 six times more than fgsm_rs; the medians of
+    # three interleaved rounds keep that order on a loaded machine, with bounds wide enough for its noise
+    assert row["rounds"] == 3
+    assert 1.0 < row["ratio_to_clean"]["fgsm_rs"] < 6
     assert row["ratio_to_clean"]["fgsm_rs"] < row["ratio_to_clean"]["pgd10"] < 30

@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +16,10 @@ import torch
 import yaml
 
 from advkit.models import read_metadata, save
-from conftest import REPO, tiny_cnn
+from conftest import REPO, SHARED, needs_data, tiny_cnn
 
 ATTACK_SUMMARY_KEYS = {"attack", "params", "norm", "model", "data", "split", "n", "device", "seed", "targeted",
-                       "results", "total_time_s"}
+                       "target", "results", "total_time_s"}
 RESULT_KEYS = {"eps", "clean_acc", "robust_acc", "success_rate", "mean_norm", "max_norm", "time_s",
                "images_per_s"}
 
@@ -196,6 +195,71 @@ def test_registry_model_name_is_random_init(capsys, tmp_path):
     assert code == 0, err
     assert "random init" in out
     assert (tmp_path / "r" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("mode", ["random", "least-likely", "next"])
+def test_targeted_attack_aims_at_targets_never_the_true_label(capsys, trained_lenet, tmp_path, mode):
+    model, ckpt = trained_lenet
+    out_dir = tmp_path / mode
+    code, out, err = run_cli(capsys, "attack", "--pgd", "--targeted", "--target", mode, "--model", ckpt, "-n", 64,
+                             "--eps", "0.05,0.3", "--steps", 20, "--out", out_dir)
+    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["targeted"] is True and summary["target"] == mode
+    assert f"targeted ({mode} targets" in out
+    with np.load(out_dir / "adversarial.npz", allow_pickle=False) as z:
+        x, y, targets, pred_clean, pred_adv = z["x"], z["y"], z["targets"], z["pred_clean"], z["pred_adv"]
+    assert targets.shape == y.shape and (targets != y).all()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x))
+    if mode == "next":
+        assert (targets == (y + 1) % 10).all()
+    elif mode == "least-likely":
+        assert (targets == logits.scatter(1, torch.from_numpy(y)[:, None], np.inf).argmin(1).numpy()).all()
+    else:
+        assert len(set(((targets - y) % 10).tolist())) > 4  # spread over the wrong classes
+    correct = pred_clean == y
+    for i, r in enumerate(summary["results"]):
+        # success is reaching the target (not merely leaving the true class), among samples right when clean
+        assert r["success_rate"] == pytest.approx((pred_adv[i] == targets)[correct].mean())
+        assert r["robust_acc"] == pytest.approx((pred_adv[i] == y).mean())
+    small, large = summary["results"]
+    assert small["success_rate"] < 0.5 < large["success_rate"]  # hard at 0.05, done at 0.3
+    # the same seed draws the same targets
+    code, _, err = run_cli(capsys, "attack", "--fgsm", "--targeted", "--target", mode, "--model", ckpt, "-n", 64,
+                           "--out", tmp_path / "again")
+    assert code == 0, err
+    with np.load(tmp_path / "again" / "adversarial.npz", allow_pickle=False) as z:
+        assert (z["targets"] == targets).all()
+
+
+def test_targeted_on_a_random_model_is_not_a_free_success(capsys, tmp_path):
+    """The true labels as targets made a random model look 100% attackable: the attack only had to keep them."""
+    code, out, err = run_cli(capsys, "attack", "--fgsm", "--targeted", "--model", "lenet", "-n", 64, "--eps", "0.01",
+                             "--out", tmp_path / "r")
+    assert code == 0, err
+    (r,) = json.loads((tmp_path / "r" / "summary.json").read_text())["results"]
+    assert r["success_rate"] < 0.5
+
+
+def test_target_without_targeted_is_a_usage_error(capsys, trained_lenet, tmp_path):
+    _, ckpt = trained_lenet
+    code, out, err = run_cli(capsys, "attack", "--fgsm", "--target", "next", "--model", ckpt, "-n", 8,
+                             "--out", tmp_path / "o")
+    assert code == 2 and "--targeted" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("tty, quiet, shown", [(True, False, True), (True, True, False), (False, False, False)],
+                         ids=["terminal", "quiet", "not-a-terminal"])
+def test_attack_progress_bar_on_stderr(capsys, monkeypatch, trained_lenet, tmp_path, tty, quiet, shown):
+    _, ckpt = trained_lenet
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    code, out, err = run_cli(capsys, "attack", "--fgsm", "--model", ckpt, "-n", 48, "--batch-size", 16, "--eps",
+                             "0.1,0.2", *(["--quiet"] if quiet else []), "--out", tmp_path / "o")
+    assert code == 0, err
+    assert ("/96 [" in err) is shown, err  # 48 images x 2 eps, counted in images
+    assert "/96 [" not in out
 
 
 # ---------------------------------------------------------------------------------------- bad input
@@ -411,15 +475,13 @@ def test_default_model_path_depends_on_data_limits():
     assert default_model_path(limited) != default_model_path(DEFAULT_CONFIG)
 
 
-@pytest.mark.skipif(not (Path(REPO).parent / "shared" / "datasets" / "fashion_mnist").is_dir(),
-                    reason="shared datasets (fashion_mnist) not present")
+@needs_data("fashion_mnist")
 def test_default_model_honours_cfg_data_root(tmp_path, monkeypatch):
     from advkit.train import DataConfig, TrainConfig
     from advkit.train.default import get_default_model
 
     monkeypatch.setenv("ADVKIT_CACHE", str(tmp_path / "cache"))
-    shared = Path(REPO).parent / "shared" / "datasets"
-    cfg = TrainConfig(data=DataConfig(dataset="fashion_mnist", root=str(shared), train_limit=256, test_limit=64),
+    cfg = TrainConfig(data=DataConfig(dataset="fashion_mnist", root=str(SHARED), train_limit=256, test_limit=64),
                       epochs=1, batch_size=64, device="cpu")
     _, path, trained = get_default_model(cfg=cfg)
     assert trained and path.is_file()

@@ -13,7 +13,7 @@ import torch
 from advkit import AdvkitError
 from advkit.data import ArrayDataset, data_roots, list_datasets, load_dataset
 from advkit.data.core import EMBEDDED_ROOT
-from conftest import REPO, SHARED
+from conftest import REPO, SHARED, skip_without_data
 
 EMBEDDED_MNIST = REPO / "datasets" / "mnist.npz"
 
@@ -346,8 +346,7 @@ def test_intact_copy_passes_the_checksum(tmp_path, no_data_env):
 
 @pytest.fixture(scope="module")
 def cifar_train():
-    if not (SHARED / "cifar10").is_dir():
-        pytest.skip(f"shared datasets not present at {SHARED}")
+    skip_without_data("cifar10")
     return load_dataset("cifar10", "train", root=str(SHARED))
 
 
@@ -367,8 +366,7 @@ def test_cifar10_train_from_shared_data(cifar_train):
 
 
 def test_cifar10_test_from_shared_data():
-    if not (SHARED / "cifar10" / "cifar10_test.npz").is_file():
-        pytest.skip(f"shared datasets not present at {SHARED}")
+    skip_without_data("cifar10", "cifar10_test.npz")
     ds = load_dataset("cifar10", "test", root=str(SHARED))
     assert len(ds) == 10_000 and ds.image_shape == (3, 32, 32)
     assert ds.mean == (0.4914, 0.4822, 0.4465)

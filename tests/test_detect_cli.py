@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import one_error_line, run_cli
 from advkit.detect.infer import CSV_KEYS, ROW_KEYS, VIDEO_KEYS, detect_paths, load_detector
 from advkit.detect.inputs import FrameStream, Source, face_box, is_sampled
 from advkit.models import create_model, ensemble, save
+from conftest import one_error_line, run_cli, shared_data, skip_without_data
 
 N_FRAMES, VIDEO_FPS = 30, 10
 
@@ -194,7 +194,7 @@ class _StubCascade:
     def __init__(self, boxes):
         self.boxes = boxes
 
-    def detectMultiScale(self, gray, **kw):  # noqa: N802 (OpenCV's name)
+    def detectMultiScale(self, gray, **kw):
         assert gray.ndim == 2
         return np.array(self.boxes, dtype=np.int32).reshape(-1, 4)
 
@@ -355,7 +355,8 @@ def test_faces_in_a_real_video(capsys, tmp_path):
     """A short video made here from two of the shared faces (a real FFHQ face, then a StyleGAN2 one, at two
     places on a gray canvas, a faceless stretch between): OpenCV's cascade finds each face where it was put,
     the scores are the detector's own on the 1.3x crops, and the faceless frames are rows saying so."""
-    faces = np.load(Path(__file__).resolve().parents[2] / "shared/datasets/faces_real_vs_gan/faces_test.npz")
+    skip_without_data("faces_real_vs_gan", "faces_test.npz")
+    faces = np.load(shared_data("faces_real_vs_gan", "faces_test.npz"))
     real, fake = faces["x"][faces["y"] == 0][0], faces["x"][faces["y"] == 1][0]
     canvas = np.full((240, 320, 3), 128, np.uint8)
     spots = {"real": (20, 40), "fake": (150, 40)}  # (x, y) of the 160x160 face image

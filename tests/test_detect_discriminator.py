@@ -12,11 +12,11 @@ import yaml
 
 from advkit.config import load_config
 from advkit.detect.config import DetectorConfig
-from advkit.models.discriminator import discriminator_detector
 from advkit.detect.train import train_detector
 from advkit.errors import AdvkitError
 from advkit.gan import DCGANDiscriminator, DCGANGenerator, TwoLogit, load_discriminator, save_gan_net
 from advkit.models import create_model, load, read_metadata, save
+from advkit.models.discriminator import discriminator_detector
 from conftest import one_error_line, run_cli
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from advkit.detect.metrics import (accuracy_at, average_precision, calibrate_threshold, detection_report, eer,
-                                   roc_auc, roc_curve)
+from advkit.detect.metrics import (
+    accuracy_at,
+    accuracy_ci,
+    average_precision,
+    calibrate_threshold,
+    detection_report,
+    eer,
+    roc_auc,
+    roc_auc_ci,
+    roc_curve,
+)
 from advkit.errors import AdvkitError
 
 
@@ -85,3 +94,47 @@ def test_bad_inputs():
         roc_auc([0.1, 0.2], [0, 2])
     with pytest.raises(AdvkitError, match="3 scores but 2 labels"):
         roc_auc([0.1, 0.2, 0.3], [0, 1])
+
+
+# ------------------------------------------------------------------------------------- AUC intervals
+
+def _delong_brute(s, y, z=1.959963984540054):
+    """DeLong's interval from the pairwise kernel matrix (O(m n)): an independent route to the same numbers."""
+    pos, neg = s[y == 1], s[y == 0]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    v10, v01 = psi.mean(1), psi.mean(0)
+    se = np.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+    return max(0.0, psi.mean() - z * se), min(1.0, psi.mean() + z * se)
+
+
+@pytest.mark.parametrize("seed, rounding", [(0, 1), (1, 1), (2, 6)])
+def test_auc_interval_is_delongs_with_ties(seed, rounding):
+    s, y = _data(seed, n=300, rounding=rounding)
+    lo, hi = roc_auc_ci(s, y)
+    ref = _delong_brute(s, y)
+    assert (lo, hi) == pytest.approx(ref, abs=2e-6)  # stored to 6 decimals
+    assert lo < roc_auc(s, y) < hi
+    assert roc_auc_ci(torch.tensor(s), torch.tensor(y)) == [lo, hi]  # deterministic, any input type
+
+
+def test_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
+    # fakes ~ N(1, 1), reals ~ N(0, 1): AUC = Phi(1 / sqrt(2)) = 0.76025
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(400):
+        y = np.r_[np.ones(80, int), np.zeros(120, int)]
+        s = rng.normal(size=200) + y
+        lo, hi = roc_auc_ci(s, y)
+        hits += lo <= 0.76025 <= hi
+    assert 0.91 <= hits / 400 <= 0.985, hits
+
+
+def test_auc_interval_edge_cases_and_the_report_fields():
+    assert roc_auc_ci([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == [1.0, 1.0]  # perfect separation: no spread
+    assert roc_auc_ci([0.1, 0.2, 0.8], [0, 0, 1]) == [0.0, 1.0]  # one fake: the variance is not defined
+    s, y = _data(5)
+    rep = detection_report(s, y, calibrated=0.3)
+    assert rep["auc_ci"] == roc_auc_ci(s, y)
+    k = int(((s >= 0.5) == (y == 1)).sum())
+    assert rep["acc"] == k / len(y) and rep["acc_ci"][0] < rep["acc"] < rep["acc_ci"][1]
+    assert rep["acc_ci"] == accuracy_ci(s, y, 0.5) and rep["acc_calibrated_ci"] == accuracy_ci(s, y, 0.3)

@@ -15,10 +15,10 @@ import yaml
 
 from advkit.config import load_config
 from advkit.data import ArrayDataset
-from advkit.detect.data import build_realfake
 from advkit.data.transforms import Augment
 from advkit.detect.config import NO_AUGMENT, DetectEvalConfig, DetectorConfig
-from advkit.detect.evaluate import LAUNDERING, evaluate_detector, roc_points
+from advkit.detect.data import build_realfake
+from advkit.detect.evaluate import LAUNDERING, evaluate_detector, fake_scores, roc_points
 from advkit.detect.metrics import roc_auc
 from advkit.detect.train import REPORT, augment_batch, data_name, train_detector
 from advkit.errors import AdvkitError
@@ -50,11 +50,26 @@ def gens(tmp_path_factory) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained(gens, tmp_path_factory):
+def report_renames() -> list[str]:
+    """The content of each file renamed onto the detector report during the ``trained`` run, at its rename."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def trained(gens, tmp_path_factory, report_renames):
     """(config, model, report, out folder) of one small detector run through the Python API."""
     out = tmp_path_factory.mktemp("detector")
     cfg = load_config(DetectorConfig, None, [*_tiny_sets(gens), f"evaluation.eps=[{','.join(map(str, EPS))}]"])
-    model, report = train_detector(cfg, out)
+    replace = os.replace
+
+    def recording_replace(src, dst, *args, **kwargs):
+        if Path(dst).name == REPORT:
+            report_renames.append(Path(src).read_text())
+        return replace(src, dst, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", recording_replace)
+        model, report = train_detector(cfg, out)
     return cfg, model, report, out
 
 
@@ -107,17 +122,36 @@ def test_evasion_attack_pushes_fakes_to_real(trained):
         assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
 
 
-def test_laundering_grid(trained):
-    lau = trained[2]["evaluation"]["laundering"]
+def test_laundering_grid(trained, sets):
+    """Each laundering entry is the detector's own score on the evaluation subset after that transform, which
+    really changes the images."""
+    cfg, model, report, _ = trained
+    ev = report["evaluation"]
+    lau = ev["laundering"]
     assert list(lau) == ["jpeg_q95", "jpeg_q75", "jpeg_q50", "jpeg_q30", "blur_s1", "blur_s2", "rescale_0.75",
                          "rescale_0.5"] == [name for name, _ in LAUNDERING] == list(LAUNDERING_NAMES)
-    for name, r in lau.items():
-        assert all(0 <= v <= 1 for v in r.values()), name
+    sub = sets["test"].subset(cfg.evaluation.n)
+    y, t = sub.labels, ev["threshold"]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for name, fn in LAUNDERING:
+                laundered = fn(sub.images)
+                assert not torch.equal(laundered, sub.images), name
+                s = fake_scores(model, laundered)
+                assert lau[name]["auc"] == pytest.approx(roc_auc(s, y), abs=1e-9), name
+                assert lau[name]["acc"] == pytest.approx(((s >= t).long() == y).double().mean().item()), name
+    finally:
+        model.train(was)
 
 
-def test_report_is_written_atomically_and_parses(trained):
+def test_report_is_written_atomically_and_parses(trained, report_renames):
     cfg, _, report, out = trained
     on_disk = json.loads((out / REPORT).read_text())
+    # the report reached its name only by renames of complete files, the last one what is on disk now
+    assert report_renames and all(json.loads(text) is not None for text in report_renames)
+    assert json.loads(report_renames[-1]) == on_disk
     assert on_disk == json.loads(json.dumps({k: v for k, v in report.items() if k != "report"}))
     assert on_disk["config"]["evaluation"]["eps"] == pytest.approx(EPS)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written leftovers

@@ -111,7 +111,8 @@ def _resolve(root: click.Group, argv: list[str]) -> tuple[list[str], click.Comma
     path, cmd = [], root
     while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
         name = args.pop(0)
-        assert name in cmd.commands, f"{' '.join(['advkit', *path])} has no command {name!r}; valid: {sorted(cmd.commands)}"
+        assert name in cmd.commands, \
+            f"{' '.join(['advkit', *path])} has no command {name!r}; valid: {sorted(cmd.commands)}"
         path.append(name)
         cmd = cmd.commands[name]
     return path, cmd, args

@@ -18,7 +18,6 @@ from advkit.eval.checks import model_checks
 from advkit.eval.config import ChecksConfig, EvalConfig
 from advkit.eval.harness import run_eval
 from advkit.eval.suite import run_suite, summarize
-
 from conftest import REPO
 
 DATA = str(REPO / "datasets")
@@ -26,8 +25,8 @@ DEVICE = torch.device("cpu")
 
 
 def cfg_for(ckpt, tmp_sets=(), **over):
-    sets = [f"models=[{{name: model, model: {ckpt}}}]", f"data.root={DATA}", "data.n=200", "batch_size=100", "device=cpu",
-            "checks.n=100", "checks.pgd_steps=10", *tmp_sets]
+    sets = [f"models=[{{name: model, model: {ckpt}}}]", f"data.root={DATA}", "data.n=200", "batch_size=100",
+            "device=cpu", "checks.n=100", "checks.pgd_steps=10", *tmp_sets]
     return load_config(EvalConfig, None, sets)
 
 
@@ -280,3 +279,84 @@ def test_the_detection_section_belongs_to_detect():
     plain, full = config_dict(EvalConfig()), config_dict(EvalDetectionConfig())
     assert list(full) == [*plain, "detection"] and {k: full[k] for k in plain} == plain
     assert full["detection"]["evaluation"]["pgd_steps"] == 20
+
+
+# ------------------------------------------------------------------ intervals, per-sample outcomes, pairing
+
+def test_report_carries_intervals_compact_outcomes_and_pairs_with_itself(trained_lenet, tmp_path):
+    from advkit.report import diff_reports, to_json
+    from advkit.report.paired import decode_fooled_by, robust_after
+    from advkit.report.stats import wilson_interval
+
+    _, path = trained_lenet
+    cfg = cfg_for(path, [DET_SUITE, "data.n=150", "checks.enabled=false", "examples=0"])
+    rep = run_eval(cfg, device=DEVICE)
+    m = rep["models"][0]
+    n = m["n"]
+    assert m["clean_acc_ci"] == wilson_interval(round(m["clean_acc"] * n), n)
+    assert m["clean_acc_ci"][0] < m["clean_acc"] < m["clean_acc_ci"][1]
+    tm = m["threat_models"][0]
+    codes = tm["per_sample"]["fooled_by"]
+    assert all(isinstance(c, str) and len(c) == n for c in codes)  # one character per sample and eps
+    rows = decode_fooled_by(codes)
+    for ei, w in enumerate(tm["worst_case"]):
+        assert w["robust"] == sum(robust_after(rows, ei)) and w["robust_acc_ci"] == wilson_interval(w["robust"], n)
+        for ai, a in enumerate(tm["attacks"]):  # cascade: the cumulative columns, sample by sample
+            assert a["results"][ei]["robust_acc"] == pytest.approx(sum(robust_after(rows, ei, ai)) / n)
+            assert a["results"][ei]["robust_acc_ci"] == wilson_interval(round(a["results"][ei]["robust_acc"] * n), n)
+    assert rep["data"]["fingerprint"].startswith("sha256:")
+    assert len(to_json(rep).splitlines()) < 400  # compact: not a line per sample
+    # the same run paired with itself: nothing changed, every paired test says so
+    result = diff_reports(rep, json.loads(to_json(rep)))
+    assert not result.changes and result.paired and all(t["p_value"] == 1.0 for t in result.paired)
+    # another eps grid cannot be paired
+    other = run_eval(cfg_for(path, ["threat_models=[{norm: linf, eps: [0.05, 0.1], attacks: [{name: fgsm}, "
+                                    "{name: pgd, steps: 10, random_start: false}]}]", "data.n=150",
+                                    "checks.enabled=false", "examples=0"]), device=DEVICE)
+    with pytest.raises(AdvkitError, match=r"different eps grids for model 'model' \(linf\): \[0.05, 0.1, 0.15\] vs "
+                                          r"\[0.05, 0.1\]"):
+        diff_reports(rep, other)
+
+
+# ------------------------------------------------------------------------ the attack-strength canary
+
+# the short FGSM training .ci/run runs before configs/eval/mnist_canary.yaml (kept in sync by a test below)
+CANARY_TRAIN = ["epochs=1", "data.train_limit=30000", "data.test_limit=200", "eval.n=100", "seed=0"]
+
+
+def test_ci_trains_the_canary_model_as_the_tests_do():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "configs/train/mnist_fgsm.yaml" in ci and "configs/eval/mnist_canary.yaml" in ci
+    for s in CANARY_TRAIN:
+        assert f"--set {s}" in ci, s
+
+
+@pytest.fixture(scope="module")
+def canary_model(tmp_path_factory):
+    """The canary's FGSM-trained MNIST model, trained exactly as .ci/run does (one epoch on 30,000 images)."""
+    from advkit.train import TrainConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("canary")
+    cfg = load_config(TrainConfig, REPO / "configs/train/mnist_fgsm.yaml",
+                      [f"data.root={DATA}", "device=cpu", *CANARY_TRAIN])
+    train_classifier(cfg, out)
+    return out / "model.safetensors"
+
+
+def _canary(model, *sets):
+    return load_config(EvalConfig, REPO / "configs/eval/mnist_canary.yaml",
+                       [f"models=[{{name: fgsm-trained, model: {model}}}]", f"data.root={DATA}", "device=cpu", *sets])
+
+
+def test_canary_passes_with_working_attacks_and_fails_when_pgd_is_broken(canary_model):
+    rep = run_eval(_canary(canary_model), device=DEVICE)
+    gates = {g["kind"]: g for g in rep["gates"]}
+    assert rep["passed"], [g["message"] for g in rep["gates"]]
+    assert set(gates) == {"min_robust_acc", "max_robust_acc"}  # FGSM leaves it robust, PGD breaks it
+    # a PGD that no longer steps (alpha 0: only its random start is left) is as weak as noise: the canary fails
+    broken = run_eval(_canary(canary_model, "threat_models=[{norm: linf, eps: [0.3], attacks: [{name: fgsm}, "
+                                            "{name: pgd, steps: 10, alpha: 0}]}]"), device=DEVICE)
+    assert not broken["passed"]
+    [g] = [g for g in broken["gates"] if not g["passed"]]
+    assert g["name"] == "max_robust_acc[fgsm-trained,PGD-10,linf@0.3]" and "the attack got weaker" in g["message"]
+    assert g["value"] > 0.5

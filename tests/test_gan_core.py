@@ -13,9 +13,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from advkit import AdvkitError
-from advkit.gan import (FAKE, LOSSES, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit, build_gan_net,
-                        class_coverage, d_loss, extract, feature_stats, frechet_distance, g_loss,
-                        gradient_penalty, inception_score, kid, value)
+from advkit.gan import (
+    FAKE,
+    LOSSES,
+    REAL,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    TwoLogit,
+    build_gan_net,
+    class_coverage,
+    d_loss,
+    extract,
+    feature_stats,
+    frechet_distance,
+    g_loss,
+    gradient_penalty,
+    inception_score,
+    kid,
+    value,
+)
 from advkit.models import create_model
 
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from advkit import AdvkitError
-from advkit.models import (Normalized, checkpoint_file, create_model, ensemble, list_models, load, read_metadata,
-                           save)
+from advkit.models import Normalized, checkpoint_file, create_model, ensemble, list_models, load, read_metadata, save
 from advkit.runtime.device import resolve_device
 from advkit.runtime.io import atomic_write_bytes, atomic_write_text
 from conftest import tiny_cnn

@@ -15,7 +15,6 @@ from torch.testing import assert_close
 from advkit.attacks import per_sample_norm, pgd
 from advkit.errors import AdvkitError
 from advkit.train.objectives import get_objective, list_objectives
-
 from conftest import REPO, tiny_cnn
 
 OBJECTIVES = list_objectives()
@@ -184,7 +183,14 @@ def test_bad_eps_raises(name, eps, norm):
 
 
 def test_l2_eps_above_one_is_fine():
-    get_objective("pgd", eps=1.5, norm="l2")
+    """An L2 radius above 1 is an ordinary budget (an 8x8 image spans up to 8): the objective trains on inputs
+    inside that ball, using more than a radius of 1."""
+    model = Recorder(tiny_cnn())
+    x, y = _batch()
+    loss, _ = get_objective("pgd", eps=1.5, norm="l2", steps=5)(model, x, y, generator=_gen())
+    trained_on = model.calls[-1][0]  # the last forward is the training one, on the attacked inputs
+    dist = per_sample_norm(trained_on - x, "l2")
+    assert torch.isfinite(loss) and (dist <= 1.5 + 1e-5).all() and dist.max() > 1.0, dist
 
 
 @pytest.mark.parametrize("kw", [dict(norm="l3"), dict(steps=0), dict(alpha=-0.1), dict(alpha=math.nan),

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from advkit.errors import AdvkitError
-from advkit.report import (SCHEMA_VERSION, diff_reports, load_report, to_html, to_junit, to_markdown,
-                           write_reports)
+from advkit.report import SCHEMA_VERSION, diff_reports, load_report, to_html, to_junit, to_markdown, write_reports
 from advkit.report.diff import format_diff
 
 EPS = [0.1, 0.2, 0.3]
@@ -507,3 +506,208 @@ def test_build_report_is_the_one_envelope():
     del bad[0]["n"]
     with pytest.raises(AdvkitError, match=r"^models\[0\]: missing key 'n'$"):
         build_report(config={}, data={}, models=bad, gates=[], device=torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------ intervals
+
+def _wilson_by_definition(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson interval as the set of p with |k/n - p| <= z sqrt(p (1 - p) / n), found by bisection."""
+    def inside(p: float) -> bool:
+        return abs(k / n - p) <= z * math.sqrt(p * (1 - p) / n)
+
+    def edge(a: float, b: float) -> float:  # inside(a) != inside(b)
+        for _ in range(100):
+            mid = (a + b) / 2
+            a, b = (mid, b) if inside(mid) == inside(a) else (a, mid)
+        return (a + b) / 2
+
+    p = k / n
+    return (0.0 if k == 0 else edge(0.0, p)), (1.0 if k == n else edge(p, 1.0))
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (1, 10), (5, 10), (10, 10), (899, 1000), (3, 500), (500, 500)])
+def test_wilson_interval_matches_its_definition(k, n):
+    from advkit.report.stats import wilson_interval
+
+    lo, hi = wilson_interval(k, n)
+    assert (lo, hi) == pytest.approx(_wilson_by_definition(k, n), abs=1e-6)
+    assert 0 <= lo <= k / n <= hi <= 1 and lo < hi
+    assert wilson_interval(0, 0) is None
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_mcnemar_exact_p_values():
+    from fractions import Fraction
+
+    from advkit.report.stats import mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 6) == mcnemar_exact(6, 0) == pytest.approx(2 / 64)   # 2 * P(X <= 0), X ~ B(6, 1/2)
+    assert mcnemar_exact(1, 5) == pytest.approx(2 * 7 / 64)
+    assert mcnemar_exact(5, 5) == 1.0  # the doubled tail passes 1: capped
+    # large counts stay exact (no float overflow of 2^n): against exact rational arithmetic
+    b, c = 4700, 5000
+    tail = sum(Fraction(math.comb(b + c, i), 2 ** (b + c)) for i in range(b + 1))
+    assert mcnemar_exact(b, c) == pytest.approx(float(2 * tail), rel=1e-12)
+    assert 0 < mcnemar_exact(b, c) < 0.05
+
+
+def test_per_sample_codes_round_trip_compactly():
+    from advkit.report.paired import decode_fooled_by, encode_fooled_by
+
+    rows = [[-2, -1, 0, 1, 9, 10, 61], [-2, 0, 0, 3, -1, -1, 35]]
+    enc = encode_fooled_by(rows)
+    assert enc == ["-.019aZ", "-003..z"] and decode_fooled_by(enc) == rows
+    assert decode_fooled_by(rows) == rows  # the list form, as the suite and older reports write it
+    assert encode_fooled_by([[62, -1]]) == [[62, -1]]  # no character for it: stays a list
+    with pytest.raises(AdvkitError, match=r"unknown outcome code '\?'"):
+        decode_fooled_by(["..?"])
+
+
+def _with_intervals(report: dict) -> dict:
+    """The synthetic report with the intervals ``advkit eval`` writes (n = 1000)."""
+    from advkit.report.stats import wilson_interval
+
+    for m in report["models"]:
+        m["clean_acc_ci"] = wilson_interval(round(m["clean_acc"] * m["n"]), m["n"])
+        for tm in m["threat_models"]:
+            for r in [r for a in tm["attacks"] for r in a["results"]] + tm["worst_case"]:
+                r["robust_acc_ci"] = wilson_interval(round(r["robust_acc"] * m["n"]), m["n"])
+    return report
+
+
+def test_tables_show_intervals_and_plots_error_bars(report):
+    from advkit.report import Report
+
+    report = _with_intervals(report)
+    md = to_markdown(report)
+    row = next(line for line in md.splitlines() if line.startswith("| 0.1 | 99.0%"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["0.1", "99.0% [98.2, 99.5]", "89.0% [86.9, 90.8]", "80.0% [77.4, 82.4]",
+                     "79.0% [76.4, 81.4]", "**79.0% [76.4, 81.4]**"]
+    assert "robust accuracy with 95% Wilson intervals [lo, hi]:" in md
+    assert "clean accuracy **99.0%** [98.2, 99.5] on 1000 samples" in md
+    page = to_html(report)
+    assert "<td>80.0% [77.4, 82.4]</td>" in page and "95% Wilson intervals" in page
+    # an error bar per plotted point: eps 0 (clean) and three eps, for three attacks and the worst case, 2 models
+    assert page.count('<path class="ci"') == 2 * 4 * 4
+    assert page.count("<polyline") == 2 * 4  # the lines themselves are unchanged
+    assert "(95% interval 76.4% to 81.4%)" in page
+    # the intervals are typed fields, written back as they came
+    typed = Report.from_dict(report)
+    assert typed.models[0].clean_acc_ci == report["models"][0]["clean_acc_ci"]
+    assert typed.models[0].threat_models[0].worst_case[0].robust_acc_ci == report["models"][0]["threat_models"][0][
+        "worst_case"][0]["robust_acc_ci"]
+    assert json.dumps(typed.to_dict()) == json.dumps(report)
+
+
+def test_detection_tables_show_auc_intervals(report):
+    det_entry = _detector_entry()
+    det = det_entry["detection"]
+    det["clean"].update(auc_ci=[0.97, 0.998], acc_ci=[0.85, 0.99])
+    det["robust"][0]["auc_ci"] = [0.31, 0.69]
+    det["roc"]["pgd@16/255"] = {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}
+    report["models"].append(det_entry)
+    md = to_markdown(report)
+    assert "**0.9900 [0.9700, 0.9980]**" in md and "0.5000 [0.3100, 0.6900]" in md and "97.0% [85.0, 99.0]" in md
+    page = to_html(report)
+    assert "0.9900 [0.9700, 0.9980]" in page and "AUC 0.500 [0.310, 0.690]" in page
+
+
+# ------------------------------------------------------------------------------------- paired diff
+
+def _paired(report: dict, codes: dict[str, list[str]], **data) -> dict:
+    """``report`` with per-sample outcomes (one code string per eps, per model) and numbers that match them."""
+    from advkit.report.paired import decode_fooled_by, robust_after
+
+    report = copy.deepcopy(report)
+    report["data"].update(data)
+    for m in report["models"]:
+        rows = decode_fooled_by(codes[m["name"]])
+        n = len(rows[0])
+        m["n"] = report["data"]["n"] = n
+        m["clean_acc"] = sum(c != -2 for c in rows[0]) / n
+        tm = m["threat_models"][0]
+        tm["per_sample"] = {"fooled_by": codes[m["name"]]}
+        for ei, w in enumerate(tm["worst_case"]):
+            w["robust"] = sum(robust_after(rows, ei))
+            w["robust_acc"] = w["robust"] / n
+            for ai, a in enumerate(tm["attacks"]):
+                a["results"][ei]["robust_acc"] = sum(robust_after(rows, ei, ai)) / n
+    return report
+
+
+def _codes(n_robust: list[int], n: int = 200, wrong: int = 10, seed: int = 0) -> list[str]:
+    """Codes for ``n`` samples: ``wrong`` misclassified, then per eps the first ``n_robust[ei]`` of the rest
+    robust and the others fooled by attack 1 (cascade: fooled at one eps, fooled at the next)."""
+    rows = []
+    for r in n_robust:
+        rows.append("-" * wrong + "." * r + "1" * (n - wrong - r))
+    return rows
+
+
+def test_diff_pairs_samples_and_says_whether_a_drop_is_significant(tmp_path, capsys, report):
+    base = {"default": _codes([150, 100, 60]), "robust": _codes([180, 170, 160])}
+    old = _paired(report, base)
+    small = _paired(report, {**base, "default": _codes([150, 97, 60])})     # 3 samples lost: noise
+    big = _paired(report, {**base, "default": _codes([150, 85, 60])})       # 15 lost, none gained
+    result = diff_reports(old, small, tol=0.01)
+    # the worst case and the cumulative columns that include the changed samples (at 0.3, FGSM's column
+    # counts the samples fooled at 0.2 as fooled before it ran)
+    assert [(c["what"], c["kind"], c["significant"]) for c in result.changes] == [
+        ("worst_case linf@0.2", "regression", False), ("PGD-50 linf@0.2", "regression", False),
+        ("Square linf@0.2", "regression", False), ("FGSM linf@0.3", "regression", False)]
+    assert all(c["p_value"] == pytest.approx(0.25) for c in result.changes)  # 2 * (1/2)^3
+    assert result.regressed and not diff_reports(old, small, significant_only=True).regressed
+    tests = {(t["model"], t["what"]): t for t in result.paired}
+    assert tests[("default", "worst_case linf@0.2")]["lost"] == 3 and tests[("robust", "clean_acc")]["p_value"] == 1
+    assert tests[("default", "PGD-50 linf@0.2")]["old"] == old["models"][0]["threat_models"][0]["attacks"][1][
+        "results"][1]["robust_acc"]  # the cumulative per-attack numbers are the report's
+    result = diff_reports(old, big, significant_only=True)
+    ch = result.changes[0]
+    assert ch["what"] == "worst_case linf@0.2" and ch["significant"] and result.regressed
+    assert ch["p_value"] == pytest.approx(2 / 2 ** 15)
+    a, b = _dump(tmp_path / "old.json", old), _dump(tmp_path / "big.json", big)
+    code, out, err = run_cli(capsys, "report", "diff", a, b, "--significant")
+    assert code == 1 and err == ""
+    assert ("REGRESSION  [default] worst_case linf@0.2: 50.0% -> 42.5% (-7.5 pts); McNemar p < 0.0001, "
+            "significant") in out
+    code, out, _ = run_cli(capsys, "report", "diff", a, _dump(tmp_path / "small.json", small), "--significant")
+    assert code == 0 and "McNemar p = 0.25, not significant" in out and "significant drops only" in out
+    code, out, _ = run_cli(capsys, "report", "diff", a, b, "--json")
+    parsed = json.loads(out)
+    assert parsed["changes"][0]["significant"] is True and len(parsed["paired"]) == 2 * (1 + 3 * 4)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda r: r["data"].update(split="train"), "different data: data.split 'test' vs 'train'"),
+    (lambda r: r["data"].update(fingerprint="sha256:1"), "different data: sample set 'sha256:0' vs 'sha256:1'"),
+    (lambda r: r["models"][0]["threat_models"][0]["attacks"][1]["params"].update(steps=10),
+     "different attack suites for model 'default' (linf): attack 2 (PGD-50) is pgd {} vs pgd {steps: 10}"),
+    (lambda r: r["models"][0]["threat_models"][0]["attacks"].pop(),
+     "different attack suites for model 'default' (linf): FGSM, PGD-50, Square vs FGSM, PGD-50"),
+    (lambda r: r["models"][0]["threat_models"][0].update(mode="full"),
+     "different suite modes for model 'default' (linf): cascade vs full"),
+    (lambda r: r["models"][1]["threat_models"][0].update(eps=[0.1, 0.2, 0.4]),
+     "different eps grids for model 'robust' (linf): [0.1, 0.2, 0.3] vs [0.1, 0.2, 0.4]"),
+    (lambda r: r["models"][1]["threat_models"][0]["per_sample"].update(fooled_by=_codes([1, 1, 1], n=150)),
+     "different sample sets for model 'robust' (linf): 200 vs 150 per-sample outcomes"),
+])
+def test_diff_refuses_reports_that_do_not_pair(tmp_path, capsys, report, edit, needle):
+    codes = {"default": _codes([150, 100, 60]), "robust": _codes([180, 170, 160])}
+    old = _paired(report, codes, fingerprint="sha256:0")
+    new = copy.deepcopy(old)
+    edit(new)
+    with pytest.raises(AdvkitError, match=re.escape(needle)):
+        diff_reports(old, new)
+    code, out, err = run_cli(capsys, "report", "diff", _dump(tmp_path / "a.json", old), _dump(tmp_path / "b.json", new))
+    assert code == 2 and out == ""
+    assert err.strip() == f"advkit: error: cannot compare these reports: {needle}"
+
+
+def test_diff_refuses_other_data_even_without_per_sample_outcomes(report):
+    other = copy.deepcopy(report)
+    other["data"]["n"] = 500
+    with pytest.raises(AdvkitError, match=r"^cannot compare these reports: different data: data.n 1000 vs 500$"):
+        diff_reports(report, other)

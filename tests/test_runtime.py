@@ -13,8 +13,16 @@ import torch
 from torch import nn
 
 from advkit.errors import AdvkitError
-from advkit.runtime.run import (RunFolder, config_diff, cpu_state, deterministic, ema_update, load_checkpoint,
-                                restore_rng, rng_state)
+from advkit.runtime.run import (
+    RunFolder,
+    config_diff,
+    cpu_state,
+    deterministic,
+    ema_update,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+)
 
 
 def _state(cfg: dict, epoch: int = 1, lines: tuple[str, ...] = ('{"epoch": 1}',)) -> dict:

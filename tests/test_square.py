@@ -145,7 +145,10 @@ def test_beats_random_noise_of_the_same_size_on_a_trained_model(trained_mlp, nor
 def test_same_seed_same_result_other_seed_other_result(trained_mlp, norm):
     model, (x, y) = trained_mlp
     x, y = x[:16], y[:16]
-    run = lambda seed: square(model, x, y, eps=EPS[norm] / 4, norm=norm, n_queries=30, generator=_gen(seed))
+
+    def run(seed):
+        return square(model, x, y, eps=EPS[norm] / 4, norm=norm, n_queries=30, generator=_gen(seed))
+
     a = run(0)
     assert torch.equal(a, run(0))
     assert not torch.equal(a, run(1))
@@ -230,8 +233,10 @@ def test_runs_on_the_gpu_with_a_gpu_generator(trained_mlp):
     _, (x, y) = trained_mlp
     model = _linear((1, 8, 8), classes=4).cuda()
     x, y = x.cuda(), y.cuda()
-    run = lambda: square(model, x, y, eps=0.05, n_queries=30,
-                         generator=torch.Generator(device="cuda").manual_seed(0))
+
+    def run():
+        return square(model, x, y, eps=0.05, n_queries=30, generator=torch.Generator(device="cuda").manual_seed(0))
+
     a = run()
     assert a.device == x.device and torch.equal(a, run())
     assert (per_sample_norm(a - x, "linf") <= 0.05 + 1e-6).all()

@@ -17,18 +17,23 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from advkit.attacks.apgd import apgd
 from advkit.attacks.base import ATTACKS, AttackInfo, register_attack
 from advkit.attacks.common import NORMS, LossFn, attack_mode, check_eps, default_loss, per_sample_norm
+from advkit.attacks.fab import fab_t
 from advkit.attacks.fgsm import fgsm
 from advkit.attacks.foolbox_bridge import FOOLBOX, foolbox_attack_names, foolbox_info, foolbox_norm, run_foolbox
 from advkit.attacks.pgd import pgd
+from advkit.attacks.presets import PRESETS, is_preset, preset_members, run_cascade
 from advkit.attacks.square import square
+from advkit.attacks.targets import TARGET_MODES, pick_targets
 from advkit.errors import AdvkitError
 from advkit.registry import split_name
 
-__all__ = ["fgsm", "pgd", "square", "Attack", "AttackInfo", "get_attack", "list_attacks", "register_attack",
+__all__ = ["apgd", "fgsm", "pgd", "square", "fab_t", "Attack", "AttackInfo", "get_attack", "list_attacks",
+           "register_attack", "PRESETS", "is_preset", "preset_members", "run_cascade",
            "attack_info", "per_sample_norm", "attack_mode", "check_eps", "default_loss", "LossFn", "NORMS",
-           "FOOLBOX"]
+           "FOOLBOX", "TARGET_MODES", "pick_targets"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class Attack:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                  targeted: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         fn = self.fn if self.fn is not None else get_attack(self.name, **self.kwargs).fn
+        if fn is None:  # get_attack always sets fn; a hand-built Attack may not
+            raise AdvkitError(f"attack {self.name!r} has no function to run")
         extra = {"generator": generator} if "generator" in inspect.signature(fn).parameters else {}
         return fn(model, x, y, eps=eps, targeted=targeted, **self.kwargs, **extra)
 
@@ -63,12 +70,25 @@ class Attack:
 
 
 def list_attacks(include_foolbox: bool = True) -> list[str]:
-    """Registered attack names, then ``foolbox:NAME`` for every foolbox attack."""
+    """Every attack name :func:`get_attack` takes.
+
+    Args:
+        include_foolbox: also list ``foolbox:NAME`` for every foolbox attack.
+
+    Returns:
+        The registered (native and preset) names, sorted, then the foolbox ones.
+    """
     return ATTACKS.names() + ([FOOLBOX.join(n) for n in foolbox_attack_names()] if include_foolbox else [])
 
 
 def attack_info(name: str) -> AttackInfo:
     """What attack ``name`` declares about itself: its norms, whether it is gradient-free, its label.
+
+    Args:
+        name: an attack name as :func:`get_attack` takes it.
+
+    Returns:
+        Its :class:`AttackInfo`.
 
     Raises:
         AdvkitError: ``name`` is not an attack (the message lists the valid ones).
@@ -82,8 +102,20 @@ def attack_info(name: str) -> AttackInfo:
 
 
 def get_attack(name: str, **kwargs: Any) -> Attack:
-    """The attack ``name`` configured with ``kwargs`` (``steps=``, ``norm=``, ...). Unknown names, and
-    parameters the attack does not take, raise with the valid choices."""
+    """The attack ``name`` configured with ``kwargs``.
+
+    Args:
+        name: a registered attack (``pgd``, ``apgd-ce``, a preset such as ``autoattack``) or ``foolbox:NAME``.
+        kwargs: the attack's own parameters (``steps=``, ``norm=``, ...); ``None`` values are dropped, so unset
+            CLI options keep the attack's defaults.
+
+    Returns:
+        A callable :class:`Attack`: ``attack(model, x, y, *, eps, targeted=False, generator=None) -> x_adv``.
+
+    Raises:
+        AdvkitError: an unknown name, a parameter the attack does not take, or a norm it does not work in
+            (each message lists the valid choices).
+    """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     info = attack_info(name)
     family, rest = split_name(name, kind="attack")

@@ -12,13 +12,23 @@ import logging
 import math
 import typing
 from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from advkit.attacks.base import AttackInfo
-from advkit.attacks.common import attack_mode, check_inputs, check_labels
+from advkit.attacks.common import (
+    DISTANCES,
+    as_fp32,
+    attack_mode,
+    check_eps,
+    check_inputs,
+    check_labels,
+    to_caller_dtype,
+    usable,
+)
 from advkit.errors import AdvkitError
 from advkit.registry import register_family
 
@@ -35,7 +45,6 @@ _EXCLUDED = {"DatasetAttack", "BinarizationRefinementAttack", "PointwiseAttack"}
 _NEEDS_NUMBA = {"L0BrendelBethgeAttack", "L1BrendelBethgeAttack", "L2BrendelBethgeAttack",
                 "LinfinityBrendelBethgeAttack"}
 TARGETED_ONLY = {"GenAttack"}
-_DISTANCES = ("linf", "l2", "l1", "l0")
 # foolbox's score- and decision-based families, which only read the model's outputs. GenAttack, SpatialAttack
 # and L2ContrastReductionAttack read no gradient either but have always been counted as white-box here;
 # they stay so, since moving them would change the gradient-free check of existing reports.
@@ -46,7 +55,11 @@ _GRADIENT_FREE = ("BaseAdditiveNoiseAttack", "BaseRepeatedAdditiveNoiseAttack", 
 
 @lru_cache(maxsize=1)
 def foolbox_attack_names() -> tuple[str, ...]:
-    """Every concrete attack class foolbox exports (aliases such as ``PGD`` included)."""
+    """Every concrete attack class foolbox exports (aliases such as ``PGD`` included).
+
+    Returns:
+        The class names, sorted; empty when foolbox is not installed.
+    """
     try:
         import foolbox
     except ImportError:  # foolbox is a dependency, but keep the native attacks usable without it
@@ -66,10 +79,12 @@ def _norm_of(attack) -> str:
 
     dist = getattr(attack, "distance", None)
     p = getattr(dist, "p", None) if isinstance(dist, foolbox.distances.LpDistance) else None
-    return {math.inf: "linf", 2: "l2", 1: "l1", 0: "l0"}.get(p, "linf" if p is None else f"l{p}")
+    if p is None:  # an attack without an Lp distance is counted as L-inf
+        return "linf"
+    return {math.inf: "linf", 2: "l2", 1: "l1", 0: "l0"}.get(p, f"l{p}")
 
 
-def _foolbox_class(name: str) -> type:
+def _foolbox_class(name: str) -> type[Any]:
     """``foolbox.attacks.<name>``; unknown names list the valid ones."""
     names = foolbox_attack_names()
     if name in _NEEDS_NUMBA and name not in names:
@@ -84,16 +99,29 @@ def _foolbox_class(name: str) -> type:
     return getattr(foolbox.attacks, name)
 
 
-def make_foolbox_attack(name: str, **kwargs):
-    """Instantiate ``foolbox.attacks.<name>(**kwargs)``; unknown names list the valid ones."""
+def make_foolbox_attack(name: str, **kwargs: Any) -> Any:
+    """Instantiate ``foolbox.attacks.<name>(**kwargs)``.
+
+    Args:
+        name: the foolbox class name (``LinfDeepFoolAttack``).
+        **kwargs: the class's parameters; ``distance`` (for attacks that take one) is advkit's norm name
+            (``l2``, the default, ``linf``, ``l1``, ``l0``).
+
+    Returns:
+        The foolbox attack object.
+
+    Raises:
+        AdvkitError: an unknown name (the message lists the valid ones), an attack that needs numba, an
+            unknown distance, or parameters the class does not take.
+    """
     cls = _foolbox_class(name)
     if "distance" in inspect.signature(cls.__init__).parameters:
         import foolbox
 
         # attacks that measure in a norm of the caller's choosing: name it as advkit does (default l2)
         dist = kwargs.pop("distance", "l2")
-        if dist not in _DISTANCES:
-            raise AdvkitError(f"{FOOLBOX.join(name)}: distance must be one of {', '.join(_DISTANCES)}, "
+        if dist not in DISTANCES:
+            raise AdvkitError(f"{FOOLBOX.join(name)}: distance must be one of {', '.join(DISTANCES)}, "
                               f"got {dist!r}")
         kwargs["distance"] = getattr(foolbox.distances, dist)
     try:
@@ -109,13 +137,13 @@ def _literal_choices(annotation) -> set[str]:
     return set().union(*(_literal_choices(a) for a in typing.get_args(annotation)))
 
 
-def _declared_norms(cls: type) -> tuple[str, ...]:
+def _declared_norms(cls: type[Any]) -> tuple[str, ...]:
     params = inspect.signature(cls.__init__).parameters
     if "distance" in params:  # any norm, chosen with distance=
-        return _DISTANCES
+        return DISTANCES
     if "constraint" in params:  # HopSkipJump: constraint="l2" or "linf"
         choices = _literal_choices(params["constraint"].annotation)
-        return tuple(d for d in _DISTANCES if d in choices)
+        return tuple(d for d in DISTANCES if d in choices)
     try:
         return (_norm_of(cls()),)
     except TypeError:  # a required argument (VirtualAdversarialAttack's steps): the class attribute says it
@@ -124,23 +152,64 @@ def _declared_norms(cls: type) -> tuple[str, ...]:
 
 @cache
 def foolbox_info(name: str) -> AttackInfo:
-    """The facts of foolbox attack ``name``, read from its class: its norms, and whether it is one of foolbox's
-    score- or decision-based families (gradient-free). Reports label it by its foolbox name."""
+    """The facts of a foolbox attack, read from its class.
+
+    Args:
+        name: the foolbox class name.
+
+    Returns:
+        Its norms, and whether it is one of foolbox's score- or decision-based families (gradient-free);
+        reports label it by its foolbox name.
+
+    Raises:
+        AdvkitError: an unknown name.
+    """
     cls = _foolbox_class(name)
     gradient_free = any(b.__name__ in _GRADIENT_FREE for b in cls.__mro__)
     return AttackInfo(FOOLBOX.join(name), _declared_norms(cls), gradient_free, takes_norm=False, title=name)
 
 
-def foolbox_norm(name: str, **kwargs) -> str:
+def foolbox_norm(name: str, **kwargs: Any) -> str:
+    """The norm a configured foolbox attack measures eps in.
+
+    Args:
+        name: the foolbox class name.
+        **kwargs: its parameters (see :func:`make_foolbox_attack`).
+
+    Returns:
+        advkit's name of the norm (``linf``, ``l2``, ...).
+
+    Raises:
+        AdvkitError: as :func:`make_foolbox_attack`.
+    """
     return _norm_of(make_foolbox_attack(name, **kwargs))
 
 
 def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-                targeted: bool = False, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
-    """Run foolbox attack ``name`` at ``eps`` (pixel units, in the attack's own norm).
+                targeted: bool = False, generator: torch.Generator | None = None, **kwargs: Any) -> torch.Tensor:
+    """Run a foolbox attack behind advkit's attack signature.
 
     Foolbox draws its randomness from torch's and numpy's global RNGs; with ``generator`` both are seeded
     from it for the run and restored afterwards, so results repeat and the caller's RNGs are untouched.
+
+    Args:
+        name: the foolbox class name.
+        model: a classifier ``f(x in [0,1]) -> logits [B, K]`` (wrapped with bounds (0, 1)).
+        x: inputs [B, ...] in [0,1], any float dtype.
+        y: labels [B] (targeted: the target classes).
+        eps: the radius, in pixel units of the attack's own norm, checked as the native attacks check it (an
+            L-inf eps above 1 is refused).
+        targeted: reach the classes ``y`` instead of leaving them.
+        generator: seeds foolbox's randomness for this run.
+        **kwargs: the attack class's parameters (see :func:`make_foolbox_attack`).
+
+    Returns:
+        Foolbox's clipped result (minimum-norm attacks projected onto the eps-ball) in ``x``'s shape and
+        dtype; samples with non-finite results come back unchanged.
+
+    Raises:
+        AdvkitError: a bad name, parameters, eps or inputs, a targeted-only attack run untargeted, or an
+            attack that cannot run on this model or device.
     """
     import foolbox
 
@@ -149,11 +218,9 @@ def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
         raise AdvkitError(f"{FOOLBOX.join(name)} supports targeted attacks only: pass targeted=True (--targeted) "
                           f"with target labels")
     check_inputs(x, y)
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise AdvkitError(f"eps must be finite and >= 0, got {eps}")
-    x0 = x.detach().float().contiguous()
+    eps = check_eps(eps, _norm_of(attack), norms=DISTANCES)  # the native attacks' check, in foolbox's norm
     with attack_mode(model):
+        x0, y = as_fp32(x).contiguous(), usable(y)
         with torch.no_grad():
             check_labels(model(x0[:1]), y)  # only the class count is needed
         fmodel = foolbox.PyTorchModel(model, bounds=(0, 1), device=x0.device)
@@ -177,7 +244,7 @@ def run_foolbox(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
         log.warning("%s produced non-finite values for %d sample(s); returned unchanged",
                     FOOLBOX.join(name), int(bad.sum()))
         clipped = torch.where(bad.view(-1, *[1] * (x0.ndim - 1)), x0, clipped)
-    return clipped.to(x.dtype)
+    return to_caller_dtype(clipped, x)
 
 
 def _criterion(y: torch.Tensor, targeted: bool):

@@ -7,8 +7,18 @@ import torch
 from torch import nn
 
 from advkit.attacks.base import register_attack
-from advkit.attacks.common import (LossFn, attack_mode, check_eps, check_inputs, check_labels, default_loss,
-                                   per_sample_norm)
+from advkit.attacks.common import (
+    LossFn,
+    as_fp32,
+    attack_mode,
+    check_eps,
+    check_inputs,
+    check_labels,
+    default_loss,
+    per_sample_norm,
+    to_caller_dtype,
+    usable,
+)
 from advkit.errors import AdvkitError
 
 _TINY = 1e-12
@@ -23,11 +33,12 @@ def _random_start(x0: torch.Tensor, eps: float, norm: str, gen: torch.Generator 
     if norm == "linf":
         u = torch.rand(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         return x0 + (2 * u - 1) * eps
-    # uniform in the L2 ball: gaussian direction, radius eps * U^(1/d)
-    d = x0[0].numel()
+    # a uniformly random direction at a radius drawn uniformly from [0, eps] (torchattacks' PGDL2 rule).
+    # Not uniform in the ball: in d dimensions that puts nearly every start on the sphere (radius
+    # eps * U^(1/d)), far from the data, which makes a weaker attack.
     g = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
     g = g / per_sample_norm(g, "l2").clamp_min(_TINY).view(-1, *[1] * (x0.ndim - 1))
-    r = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype).pow(1.0 / d) * eps
+    r = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype) * eps
     return x0 + g * r.view(-1, *[1] * (x0.ndim - 1))
 
 
@@ -43,14 +54,36 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
         generator: torch.Generator | None = None, box_start: bool = True) -> torch.Tensor:
     """Projected gradient descent on the loss, in pixel space.
 
-    ``x`` in [0,1]; ``eps`` in pixel units of ``norm`` (``linf`` or ``l2``); ``alpha`` (step) defaults to
-    ``2.5 * eps / steps``. With ``restarts > 1`` each sample keeps its strongest result: a fooling one
-    first, then the highest loss. ``loss(logits, y)`` returns per-sample losses (default cross-entropy);
-    targeted attacks descend it towards the classes ``y``. ``generator`` seeds the random start.
-    ``x`` and ``delta`` stay fp32; only the model's forward runs under a caller's autocast.
-    ``box_start=False`` takes the first gradient at the random start before it is clipped to [0,1], as the
-    fast adversarial training reference code does (it matters: fast-AT on MNIST at eps 0.3 reaches ~89% PGD
-    accuracy with it and collapsed without it); every returned point is still inside the box and the eps-ball.
+    ``x`` and ``delta`` stay fp32; only the model's forward runs under a caller's autocast. ``x`` and the
+    model's parameters and mode are left as they were.
+
+    Args:
+        model: a classifier ``f(x in [0,1]) -> logits [B, K]``.
+        x: inputs [B, ...] in [0,1], any float dtype.
+        y: labels [B] (targeted: the target classes).
+        eps: the radius, in pixel units of ``norm``.
+        alpha: the step size; default ``2.5 * eps / steps``.
+        steps: gradient steps per restart, >= 1.
+        norm: ``linf`` (signed steps) or ``l2`` (normalized steps).
+        random_start: start from a random point of the eps-ball (L2: a random direction at a radius uniform
+            in [0, eps]) instead of ``x``.
+        restarts: runs from fresh random starts, >= 1; each sample keeps its strongest result: a fooling one
+            first, then the highest loss.
+        targeted: descend the loss towards the classes ``y`` instead of ascending it.
+        loss: per-sample loss ``loss(logits, y) -> [B]``; default cross-entropy.
+        generator: seeds the random start.
+        box_start: clip the random start to [0,1] before the first gradient. ``False`` takes the first
+            gradient at the unclipped start, as the fast adversarial training reference code does (fast
+            adversarial training can collapse without it); every returned point is still inside the box and
+            the eps-ball.
+
+    Returns:
+        The adversarial batch, of ``x``'s shape and dtype (fp16/bf16 results rounded towards ``x``, so the
+        bound holds in that dtype too).
+
+    Raises:
+        AdvkitError: an unusable eps, ``steps``, ``restarts`` or ``alpha``, inputs outside [0,1] or of the
+            wrong shape, or labels the model cannot output.
     """
     eps = check_eps(eps, norm)
     check_inputs(x, y)
@@ -61,12 +94,13 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
         raise AdvkitError(f"alpha must be >= 0, got {alpha}")
     loss_fn = loss or default_loss
     sign = -1.0 if targeted else 1.0
-    x0 = x.detach().float()
-    if norm == "linf":  # the intersection of the eps-ball and the box, once
-        lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
-    best = best_score = None
+    best: torch.Tensor | None = None
+    best_score: torch.Tensor | None = None
     labels_checked = False
     with attack_mode(model):
+        x0, y = as_fp32(x), usable(y)
+        if norm == "linf":  # the intersection of the eps-ball and the box, once
+            lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
         for _ in range(restarts):
             if random_start and eps > 0:
                 x_adv = _random_start(x0, eps, norm, generator)
@@ -96,11 +130,16 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
                 logits = model(x_adv)
                 fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
                 # fooling beats not fooling; among equals, the higher (targeted: lower) loss wins
-                score = fooled.float() * 1e6 + (sign * loss_fn(logits, y).float()).clamp(-1e5, 1e5)
-            if best is None:
+                loss_val = loss_fn(logits, y).float()
+                score = fooled.float() * 1e6 + (sign * loss_val).clamp(-1e5, 1e5)
+                # a NaN loss (the model broke at that point) ranks below everything and never wins
+                score = score.masked_fill(torch.isnan(loss_val), float("-inf"))
+            if best is None or best_score is None:
                 best, best_score = x_adv, score
             else:
                 take = score > best_score
                 best = torch.where(take.view(-1, *[1] * (x0.ndim - 1)), x_adv, best)
-                best_score = torch.maximum(score, best_score)
-    return best.to(x.dtype)
+                best_score = torch.where(take, score, best_score)
+    if best is None:  # cannot happen: restarts >= 1 was checked above
+        raise AdvkitError("pgd ran no restart")
+    return to_caller_dtype(best, x)

@@ -14,7 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from advkit.attacks.base import register_attack
-from advkit.attacks.common import attack_mode, check_eps, check_inputs, check_labels, per_sample_norm
+from advkit.attacks.common import (
+    as_fp32,
+    attack_mode,
+    check_eps,
+    check_inputs,
+    check_labels,
+    per_sample_norm,
+    to_caller_dtype,
+)
 from advkit.errors import AdvkitError
 
 _TINY = 1e-12
@@ -91,7 +99,7 @@ def _linf_step(xs, xb, lo, hi, eps, p, gen):
     cand = redo = None
     for _ in range(_SIGN_RETRIES):
         new = torch.clamp(torch.where(mask, xs + eps * _signs((n, c, 1, 1), gen, xs.device), xb), lo, hi)
-        cand = new if cand is None else torch.where(redo.view(-1, 1, 1, 1), new, cand)
+        cand = new if cand is None or redo is None else torch.where(redo.view(-1, 1, 1, 1), new, cand)
         redo = (cand == xb).flatten(1).all(1)
         if not redo.any():
             break
@@ -171,11 +179,9 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Square Attack: random search with square-shaped updates, using only the model's logits.
 
-    ``x`` is an image batch ``[B, C, H, W]`` in [0,1] (any channel count and size); ``eps`` in pixel units of
-    ``norm`` (``linf`` or ``l2``). Each sample gets at most ``n_queries`` forward passes, after one clean pass
-    that finds the samples already fooled: those come back unchanged, and a sample stops being queried (and
-    the attack stops once all have) as soon as it is fooled. Samples never fooled come back at the best point
-    found. Every result lies in the eps-ball around ``x`` and in [0,1], with ``x``'s shape and dtype.
+    Each sample gets at most ``n_queries`` forward passes, after one clean pass that finds the samples already
+    fooled: those come back unchanged, and a sample stops being queried (and the attack stops once all have)
+    as soon as it is fooled. Samples never fooled come back at the best point found.
 
     Search: start from a random point at distance eps (before clipping to the box), then each iteration
     draws one square per sample, proposes a change inside it, and keeps it when the objective decreases (or
@@ -194,11 +200,30 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
       at least 2 pixels (the split pattern needs both halves), and for images under 5 pixels a side the
       init grid has 1-pixel blocks.
 
-    ``loss``: ``"margin"`` (the paper's choice: untargeted ``z_y - max_{j!=y} z_j``, targeted
-    ``max_{j!=t} z_j - z_t``, both < 0 exactly when fooled) or ``"ce"`` (untargeted: minus the cross-entropy
-    of ``y``; targeted: the cross-entropy of the target). Targeted: ``y`` are the target classes.
-    ``generator`` drives every random draw (on ``x``'s device): the same seed gives the same result.
     No gradient is ever computed: the model runs under ``torch.no_grad()``.
+
+    Args:
+        model: a classifier ``f(x in [0,1]) -> logits [B, K]``, K >= 2.
+        x: an image batch ``[B, C, H, W]`` in [0,1] (any channel count and size).
+        y: labels [B] (targeted: the target classes).
+        eps: the radius, in pixel units of ``norm``.
+        norm: ``linf`` or ``l2``.
+        n_queries: forward passes per sample, at most (an integer >= 1).
+        p_init: the fraction of the image the first squares cover, in (0, 1]; default 0.8 for linf, 0.1 for
+            l2 (the paper's values).
+        targeted: push each sample towards the class ``y`` instead of away from it.
+        loss: ``"margin"`` (the paper's choice: untargeted ``z_y - max_{j!=y} z_j``, targeted
+            ``max_{j!=t} z_j - z_t``, both < 0 exactly when fooled) or ``"ce"`` (untargeted: minus the
+            cross-entropy of ``y``; targeted: the cross-entropy of the target).
+        generator: drives every random draw (on ``x``'s device): the same seed gives the same result.
+
+    Returns:
+        The adversarial batch: inside the eps-ball around ``x`` and in [0,1], with ``x``'s shape and dtype
+        (fp16/bf16 results are rounded towards ``x``, so the bound holds in that dtype).
+
+    Raises:
+        AdvkitError: an unusable eps, ``n_queries``, ``p_init`` or ``loss``, inputs that are not an image batch
+            in [0,1], or a model whose output is not logits with at least two classes.
     """
     eps = check_eps(eps, norm)
     check_inputs(x, y)
@@ -216,9 +241,9 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
     if loss not in LOSSES:
         raise AdvkitError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
     y = y.long()
-    x0 = x.detach().float()
-    x_best = x0.clone()
     with attack_mode(model), torch.no_grad():
+        x0 = as_fp32(x)
+        x_best = x0.clone()
         logits = model(x0)
         check_labels(logits, y)
         if logits.ndim != 2 or logits.shape[1] < 2:
@@ -226,7 +251,7 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
         margin, _ = _scores(logits, y, targeted, loss)
         idx = (margin >= 0).nonzero().squeeze(1)  # not fooled yet: the only samples ever queried
         if eps == 0 or idx.numel() == 0:
-            return x_best.to(x.dtype)
+            return to_caller_dtype(x_best, x)
         if norm == "linf":  # the intersection of the eps-ball and the box, once
             lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
             init = _linf_init(x0[idx], lo[idx], hi[idx], eps, generator)
@@ -253,4 +278,4 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
             x_best[upd] = cand[take]
             margin_best[upd] = m[take]
             obj_best[upd] = obj[take]
-    return x_best.to(x.dtype)
+    return to_caller_dtype(x_best, x)

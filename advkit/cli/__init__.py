@@ -17,7 +17,8 @@ from advkit.errors import AdvkitError
 @click.option("-v", "--verbose", is_flag=True, help="Log what the library does.")
 def cli(verbose: bool) -> None:
     """advkit: attacks, adversarial training, GANs and fake-image detectors on PyTorch."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 def _register() -> None:
@@ -40,7 +41,14 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """The ``advkit`` command: user errors become one line on stderr and exit code 2, never a traceback.
+
+    Args:
+        argv: the arguments after ``advkit``; default ``sys.argv[1:]``.
+
+    Raises:
+        SystemExit: always, with the command's exit code.
+    """
     try:
         cli.main(args=argv, prog_name="advkit", standalone_mode=False)
     except click.exceptions.Abort:

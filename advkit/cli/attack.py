@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,9 +22,10 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
+    extra = {"targets": sweep.targets.numpy()} if sweep.targets is not None else {}
     np.savez_compressed(buf, x=sweep.x.numpy(), y=sweep.y.numpy(), eps=np.array([r.eps for r in sweep.results]),
                         x_adv=sweep.x_adv.numpy(), pred_clean=sweep.pred_clean.numpy(),
-                        pred_adv=sweep.pred_adv.numpy())
+                        pred_adv=sweep.pred_adv.numpy(), **extra)
     atomic_write_bytes(out / "adversarial.npz", buf.getvalue())
     written = [out / "adversarial.npz"]
     for i, r in enumerate(sweep.results):
@@ -50,21 +52,31 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
 @click.option("--alpha", type=str, help="PGD step size (default 2.5*eps/steps).")
 @click.option("--norm", type=click.Choice(["linf", "l2"]), help="PGD norm (default linf).")
 @click.option("--restarts", type=int, help="PGD random restarts (default 1).")
-@click.option("--targeted", is_flag=True, help="Treat labels as targets (use with --target).")
+@click.option("--targeted", is_flag=True,
+              help="Targeted attack: push each image towards a target class (chosen by --target); success "
+                   "then means reaching it.")
+@click.option("--target", "target_mode", type=click.Choice(["random", "least-likely", "next"]),
+              help="How --targeted picks each image's target, never its true class: random (default), "
+                   "least-likely (the model's lowest-scored class on the clean image) or next ((label+1) mod K).")
 @click.option("--model", help="A checkpoint (.safetensors) or a registry name; default: the cached MNIST model.")
-@click.option("--data", "data_spec", default="mnist", show_default=True, help="Dataset: mnist, cifar10, npz:PATH, folder:PATH.")
+@click.option("--data", "data_spec", default="mnist", show_default=True,
+              help="Dataset: mnist, cifar10, npz:PATH, folder:PATH.")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--download", is_flag=True, help="Let torchvision download a named dataset.")
-@click.option("-n", "n", type=int, default=1000, show_default=True, help="How many images (from the start of the split).")
+@click.option("-n", "n", type=int, default=1000, show_default=True,
+              help="How many images (from the start of the split).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/attack-TIME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for programs).")
-def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted, model, data_spec, split, data_root, download,
-           n, batch_size, device, seed, out, as_json):
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted, target_mode, model, data_spec, split,
+           data_root, download, n, batch_size, device, seed, out, as_json, quiet):
     """Attack a model: `advkit attack --fgsm` breaks the default MNIST classifier."""
+    from tqdm import tqdm
+
     from advkit.attacks import get_attack
     from advkit.config import parse_number
     from advkit.data import load_dataset
@@ -75,7 +87,12 @@ def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted,
         raise click.UsageError("choose exactly one of --fgsm, --pgd or --attack NAME")
     if n < 1 or batch_size < 1:
         raise AdvkitError("-n and --batch-size must be >= 1")
-    echo = (lambda *a, **k: click.echo(*a, err=True, **k)) if as_json else click.echo
+    if target_mode and not targeted:
+        raise click.UsageError("--target chooses the targets of a targeted attack: add --targeted")
+
+    def echo(message: str) -> None:  # with --json, stdout carries only the JSON summary
+        click.echo(message, err=as_json)
+
     attack_name = "fgsm" if use_fgsm else "pgd" if use_pgd else name
     params = {"steps": steps, "alpha": parse_number(alpha, "--alpha") if alpha else None, "norm": norm,
               "restarts": restarts}
@@ -91,18 +108,24 @@ def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted,
         raise AdvkitError(f"the model takes images of shape {tuple(expected)} but {data_spec} has "
                           f"{data.image_shape}")
     t0 = time.perf_counter()
-    sweep = attack_sweep(net, data, atk, eps_list, batch_size=batch_size, device=dev, seed=seed, targeted=targeted)
+    # progress for people watching a terminal only: never in logs, pipes or captured output
+    with tqdm(total=len(data) * len(eps_list), unit="img", desc=atk.name, file=sys.stderr, leave=False,
+              disable=quiet or not sys.stderr.isatty()) as bar:
+        sweep = attack_sweep(net, data, atk, eps_list, batch_size=batch_size, device=dev, seed=seed,
+                             targeted=targeted, target=target_mode or "random", on_batch=bar.update)
     summary = {"attack": atk.name, "params": atk.kwargs, "norm": atk.norm, "model": model or "default",
                "data": data_spec, "split": split, "n": len(data), "device": str(dev), "seed": seed,
-               "targeted": targeted, "results": sweep.summary()["results"],
+               "targeted": targeted, "target": sweep.target, "results": sweep.summary()["results"],
                "total_time_s": round(time.perf_counter() - t0, 3)}
     out_dir = Path(out) if out else default_out("attack")
     files = _write_outputs(out_dir, sweep, data, summary)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"\n{atk.name} ({atk.norm}) on {len(data)} images of {data_spec}/{split}, device {dev}")
-    head = f"{'eps':>8} {'clean acc':>10} {'robust acc':>11} {'success':>8} {'mean norm':>10} {'max norm':>9} {'img/s':>8}"
+    goal = f", targeted ({sweep.target} targets; success = target reached)" if targeted else ""
+    click.echo(f"\n{atk.name} ({atk.norm}) on {len(data)} images of {data_spec}/{split}, device {dev}{goal}")
+    head = (f"{'eps':>8} {'clean acc':>10} {'robust acc':>11} {'success':>8} {'mean norm':>10} {'max norm':>9} "
+            f"{'img/s':>8}")
     click.echo(head)
     click.echo("-" * len(head))
     for r in sweep.results:

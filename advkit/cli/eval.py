@@ -15,7 +15,8 @@ from advkit.cli._common import default_out
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML eval config (configs/eval/...); defaults: the default MNIST model, L-inf 0.1/0.2/0.3.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. --set data.n=200.")
-@click.option("--baseline", type=click.Path(dir_okay=False), help="A previous report.json: gates.max_drop applies to it.")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="A previous report.json: gates.max_drop applies to it.")
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder (default advkit_runs/eval-TIME).")
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -34,8 +35,8 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
     from advkit.detect.report import run_detection_eval
     from advkit.eval.harness import run_eval
     from advkit.report import load_report, write_reports
-    from advkit.runtime.distributed import init_distributed, is_main_process, shutdown
     from advkit.runtime.device import resolve_device
+    from advkit.runtime.distributed import init_distributed, is_main_process, shutdown
 
     main = is_main_process()
     echo = click.echo if main else (lambda *a, **k: None)

@@ -30,11 +30,11 @@ def gan_cmd(config_path, sets, out, data_root, resume):
     Under `torchrun --nproc_per_node=N` each process takes 1/N of every batch and gradients are averaged;
     only rank 0 prints and writes. batch_size is the global batch."""
     import dataclasses
-    from advkit.runtime.distributed import is_main_process
 
     from advkit.config import load_config
     from advkit.gan.config import GanConfig
     from advkit.gan.trainer import train_gan
+    from advkit.runtime.distributed import is_main_process
 
     cfg = load_config(GanConfig, config_path, sets)
     if data_root:

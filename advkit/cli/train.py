@@ -16,8 +16,10 @@ def train() -> None:
 
 
 @train.command()
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (a diff over the defaults).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. --set optim.lr=0.01.")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config (a diff over the defaults).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set optim.lr=0.01.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/train-TIME).")
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.ckpt (written atomically every epoch).")
@@ -27,6 +29,7 @@ def classifier(config_path, sets, out, data_root, resume):
     Under `torchrun --nproc_per_node=N` the same command trains with DDP; only rank 0 prints and writes.
     """
     import dataclasses
+
     from advkit.runtime.distributed import is_main_process
 
     # under torchrun only rank 0 speaks for the run
@@ -77,12 +80,12 @@ def detector(config_path, sets, out, data_root, resume):
     of the config's `gates:` fails.
     """
     import dataclasses
-    from advkit.runtime.distributed import is_main_process
 
     from advkit.config import load_config
     from advkit.detect.config import DetectorConfig
-    from advkit.detect.train import data_name, train_detector
     from advkit.detect.report import summary_text
+    from advkit.detect.train import data_name, train_detector
+    from advkit.runtime.distributed import is_main_process
 
     cfg = load_config(DetectorConfig, config_path, sets)
     if data_root:

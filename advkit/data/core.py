@@ -31,7 +31,13 @@ _verified: set[tuple[str, int, int]] = set()
 
 @dataclass
 class ArrayDataset(torch.utils.data.Dataset):
-    """Images kept as uint8 NCHW (4x less memory than float); items and batches come out as float in [0,1]."""
+    """An in-memory image dataset: items and batches come out as float images in [0,1] and int64 labels.
+
+    Images are kept as uint8 [N, C, H, W] (a quarter of the memory of float). ``mean`` and ``std`` are
+    per-channel statistics in [0,1] pixel units for a model's normalization wrapper (the data itself is
+    never normalized); ``meta`` holds per-sample entries (lists or tensors of length N, cut along with
+    the samples by :meth:`subset`) and whole-dataset ones.
+    """
 
     images: torch.Tensor  # uint8 [N, C, H, W]
     labels: torch.Tensor  # int64 [N]
@@ -58,14 +64,25 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (of ``classes``, whether or not each occurs)."""
         return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        """``(C, H, W)``."""
+        _, c, h, w = self.images.shape
+        return c, h, w
 
     def subset(self, n: int | None, offset: int = 0) -> "ArrayDataset":
-        """The first ``n`` samples (after ``offset``): a deterministic, cheap view."""
+        """The first ``n`` samples after ``offset``: a deterministic, cheap view.
+
+        Args:
+            n: how many; ``None``: all after ``offset``.
+            offset: the first sample's index.
+
+        Returns:
+            A dataset sharing this one's storage, its per-sample ``meta`` cut to match.
+        """
         end = len(self) if n is None else min(len(self), offset + n)
         return ArrayDataset(self.images[offset:end], self.labels[offset:end], self.classes, self.name,
                             self.mean, self.std, self.source, self._meta_slice(slice(offset, end)))
@@ -79,13 +96,24 @@ class ArrayDataset(torch.utils.data.Dataset):
         return out
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All images as float [0,1] and labels."""
+        """All images as float [N, C, H, W] in [0,1], and the labels [N]."""
         return self.images.float().div_(255), self.labels
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
                 drop_last: bool = False, indices: torch.Tensor | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Float batches straight from memory: much faster on a CPU than a per-item DataLoader."""
+        """Float batches straight from memory (much faster on a CPU than a per-item DataLoader).
+
+        Args:
+            batch_size: samples per batch; the last one may be smaller.
+            shuffle: draw a random order (from ``generator``) instead of the stored one.
+            generator: the random stream for ``shuffle``.
+            drop_last: leave out a last, smaller batch.
+            indices: which samples, in this order; default all.
+
+        Yields:
+            ``(images, labels)``: float [B, C, H, W] in [0,1] and int64 [B].
+        """
         idx = indices if indices is not None else torch.arange(len(self))
         if shuffle:
             idx = idx[torch.randperm(len(idx), generator=generator)]
@@ -101,14 +129,31 @@ _FAMILY_LOADERS: dict[Family, Loader] = {}
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Register ``loader(split, roots, download=False) -> ArrayDataset`` under the plain name ``name``."""
+    """Decorator: register a dataset loader under the plain name ``name``.
+
+    Args:
+        name: the dataset's name for :func:`load_dataset`.
+
+    Returns:
+        A decorator taking ``loader(split, roots, download=False) -> ArrayDataset`` and returning it
+        unchanged.
+
+    Raises:
+        KeyError: ``name`` is already registered.
+    """
     return _DATASETS.register(name)
 
 
 def register_prefix(prefix: str) -> Callable[[Loader], Loader]:
-    """Register ``loader(path, split) -> ArrayDataset`` for the names ``prefix:PATH``.
+    """Decorator: register a loader for the dataset names ``prefix:PATH``.
 
     The prefix becomes a ``dataset`` family of :mod:`advkit.registry`, the one parser of name prefixes.
+
+    Args:
+        prefix: the family's name, without the colon (``npz``).
+
+    Returns:
+        A decorator taking ``loader(path, split) -> ArrayDataset`` and returning it unchanged.
 
     Raises:
         KeyError: the family already exists.
@@ -126,13 +171,23 @@ def _family_names() -> list[str]:
 
 
 def list_datasets() -> list[str]:
-    """Registered dataset names, then ``PREFIX:PATH`` for each family (``npz:PATH``, ``folder:PATH``)."""
+    """The names :func:`load_dataset` takes.
+
+    Returns:
+        The registered names, sorted, then ``PREFIX:PATH`` for each family (``npz:PATH``, ``folder:PATH``).
+    """
     return _DATASETS.names() + _family_names()
 
 
 def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """Where named datasets are looked for, in order: ``root`` (``--data-root``), else ``ADVKIT_DATA``,
-    else ``./datasets``; the repository's embedded ``datasets/`` always comes last."""
+    """Where named datasets are looked for, in order.
+
+    Args:
+        root: the first folder (``--data-root``); default ``$ADVKIT_DATA``, else ``./datasets``.
+
+    Returns:
+        That folder, then the repository's embedded ``datasets/`` (once).
+    """
     first = root or os.environ.get("ADVKIT_DATA") or "datasets"
     roots = [Path(first).expanduser()]
     if EMBEDDED_ROOT.resolve() not in {r.resolve() for r in roots}:
@@ -142,10 +197,20 @@ def data_roots(root: str | os.PathLike | None = None) -> list[Path]:
 
 def load_dataset(spec: str, split: str = "test", *, root: str | os.PathLike | None = None,
                  download: bool = False) -> ArrayDataset:
-    """Load ``spec`` (a registered name, ``npz:PATH`` or ``folder:PATH``) as an :class:`ArrayDataset`.
+    """Load a dataset into memory.
 
-    ``split`` is ``train`` or ``test``. With ``download=True`` torchvision may fetch a named dataset into
-    the first root (off by default: nothing downloads unless asked).
+    Args:
+        spec: a registered name (:func:`list_datasets`), ``npz:PATH`` or ``folder:PATH``.
+        split: ``train`` or ``test``.
+        root: where named datasets are (see :func:`data_roots`).
+        download: let torchvision fetch a named dataset into the first root (off by default: nothing
+            downloads unless asked).
+
+    Returns:
+        The dataset.
+
+    Raises:
+        AdvkitError: an unknown name or split, a missing or corrupt file.
     """
     if split not in ("train", "test"):
         raise AdvkitError(f"unknown split {split!r}; valid: train, test")
@@ -158,7 +223,14 @@ def load_dataset(spec: str, split: str = "test", *, root: str | os.PathLike | No
 
 
 def verify_checksum(path: Path) -> None:
-    """Compare a known file against its published sha256; a mismatch is an error, never a warning."""
+    """Compare a known file against its published sha256 (files not on the list pass).
+
+    Args:
+        path: the file.
+
+    Raises:
+        AdvkitError: a mismatch (an error, never a warning).
+    """
     expected = KNOWN_SHA256.get(path.name)
     if expected is None:
         return
@@ -177,7 +249,17 @@ def verify_checksum(path: Path) -> None:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read an npz without unpickling anything."""
+    """Read an npz without unpickling anything (known files are checked against their sha256).
+
+    Args:
+        path: the ``.npz`` file.
+
+    Returns:
+        Array name -> array.
+
+    Raises:
+        AdvkitError: a missing or unreadable file, one holding pickled objects, or a checksum mismatch.
+    """
     if not path.is_file():
         raise AdvkitError(f"no such file: {path}")
     verify_checksum(path)
@@ -189,7 +271,18 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def to_nchw_uint8(x: np.ndarray, where: str) -> torch.Tensor:
-    """Accept [N,H,W], [N,H,W,C] or [N,C,H,W] with C in 1/3, as uint8 or float in [0,1]."""
+    """Images as advkit stores them: a uint8 tensor [N, C, H, W].
+
+    Args:
+        x: [N,H,W], [N,H,W,C] or [N,C,H,W] with C = 1 or 3, uint8 or float in [0,1] (rounded to 255ths).
+        where: names the source in the error.
+
+    Returns:
+        The uint8 tensor.
+
+    Raises:
+        AdvkitError: another shape or dtype, or float values outside [0,1].
+    """
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -207,6 +300,19 @@ def to_nchw_uint8(x: np.ndarray, where: str) -> torch.Tensor:
 
 
 def to_labels(y: np.ndarray, n: int, where: str) -> torch.Tensor:
+    """Labels as advkit stores them: an int64 tensor [N].
+
+    Args:
+        y: ``n`` integers >= 0.
+        n: the number of images they label.
+        where: names the source in the error.
+
+    Returns:
+        The int64 tensor.
+
+    Raises:
+        AdvkitError: another shape, non-integers or negative labels.
+    """
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
         raise AdvkitError(f"{where}: labels must be {n} integers, got {y.dtype} {y.shape}")
     if n and y.min() < 0:

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from advkit.data.core import (ArrayDataset, read_npz, register_dataset, register_prefix, to_labels,
-                              to_nchw_uint8)
+from advkit.data.core import ArrayDataset, read_npz, register_dataset, register_prefix, to_labels, to_nchw_uint8
 from advkit.errors import AdvkitError
 
 log = logging.getLogger(__name__)
@@ -66,16 +65,55 @@ def _mnist_like(name: str, tv_class: str, classes: list[str], mean: float, std: 
 
 @register_dataset("mnist")
 def mnist(split: str, roots: list[Path], download: bool = False) -> ArrayDataset:
+    """MNIST digits, 28x28 gray, 10 classes.
+
+    Args:
+        split: ``train`` or ``test``.
+        roots: the folders to search (see :func:`advkit.data.data_roots`).
+        download: let torchvision fetch it into the first root when it is found nowhere.
+
+    Returns:
+        The dataset, with its published per-channel mean and std.
+
+    Raises:
+        AdvkitError: not found (the message names the folders searched).
+    """
     return _mnist_like("mnist", "MNIST", DIGITS, 0.1307, 0.3081, split, roots, download)
 
 
 @register_dataset("fashion_mnist")
 def fashion_mnist(split: str, roots: list[Path], download: bool = False) -> ArrayDataset:
+    """Fashion-MNIST, 28x28 gray, 10 classes.
+
+    Args:
+        split: ``train`` or ``test``.
+        roots: the folders to search (see :func:`advkit.data.data_roots`).
+        download: let torchvision fetch it into the first root when it is found nowhere.
+
+    Returns:
+        The dataset, with its published per-channel mean and std.
+
+    Raises:
+        AdvkitError: not found (the message names the folders searched).
+    """
     return _mnist_like("fashion_mnist", "FashionMNIST", FASHION, 0.2860, 0.3530, split, roots, download)
 
 
 @register_dataset("cifar10")
 def cifar10(split: str, roots: list[Path], download: bool = False) -> ArrayDataset:
+    """CIFAR-10, 32x32 RGB, 10 classes, from advkit's npz files (torchvision's pickles only with download).
+
+    Args:
+        split: ``train`` or ``test``.
+        roots: the folders to search (see :func:`advkit.data.data_roots`).
+        download: let torchvision fetch it into the first root when it is found nowhere.
+
+    Returns:
+        The dataset, with its published per-channel mean and std.
+
+    Raises:
+        AdvkitError: not found (the message names the folders searched).
+    """
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     looked: list[Path] = []
     for root in roots:
@@ -105,7 +143,18 @@ def cifar10(split: str, roots: list[Path], download: bool = False) -> ArrayDatas
 
 @register_prefix("npz")
 def npz(path: Path, split: str) -> ArrayDataset:
-    """Arrays ``x`` and ``y`` (or ``x_train``/``y_train``, ``x_test``/``y_test`` for a split)."""
+    """The dataset ``npz:PATH``: arrays ``x`` and ``y`` (or ``x_train``/``y_train``, ``x_test``/``y_test``).
+
+    Args:
+        path: the ``.npz`` file; an optional ``class_names`` array names the classes.
+        split: ``train`` or ``test``: picks ``x_<split>``/``y_<split>`` when the file has them.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        AdvkitError: an unreadable file, missing arrays, or labels beyond the class names.
+    """
     z = read_npz(path)
     xk, yk = (f"x_{split}", f"y_{split}") if f"x_{split}" in z else ("x", "y")
     if xk not in z or yk not in z:
@@ -155,6 +204,16 @@ def folder(path: Path, split: str) -> ArrayDataset:
     Files OpenCV cannot decode are skipped with one warning that counts them and names the first few.
     Images of another size than the most common one are resized to it (bilinear); all-gray folders
     load as one channel, mixed ones as RGB.
+
+    Args:
+        path: the folder.
+        split: ``train`` or ``test``: picks ``PATH/<split>`` when it exists.
+
+    Returns:
+        The dataset, classes in sorted folder order.
+
+    Raises:
+        AdvkitError: no folder, no class subfolders, or no decodable image.
     """
     import cv2
 

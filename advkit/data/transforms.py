@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Union
+from typing import Sequence, Union
 
 import cv2
 import numpy as np
@@ -25,8 +25,18 @@ RngLike = Union[int, np.random.Generator, torch.Generator, None]
 
 
 def make_rng(rng: RngLike) -> np.random.Generator:
-    """A numpy generator from a seed or generator. A torch generator is advanced by one draw (its state
-    decides the result, as with any torch sampling call)."""
+    """A numpy generator from a seed or a generator.
+
+    Args:
+        rng: a seed, a numpy generator (returned as is), a torch generator (advanced by one draw: its state
+            decides the result, as with any torch sampling call), or None for fresh OS entropy.
+
+    Returns:
+        The numpy generator.
+
+    Raises:
+        AdvkitError: anything else.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, torch.Generator):
@@ -45,7 +55,7 @@ def _check_images(images: torch.Tensor) -> None:
 
 
 def _check_quality(quality: object) -> int:
-    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 1 <= quality <= 100:
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 1 <= int(quality) <= 100:
         raise AdvkitError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
     return int(quality)
 
@@ -57,7 +67,7 @@ def _check_sigma(sigma: object) -> float:
 
 
 def _check_factor(factor: object) -> float:
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor <= 1:
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < float(factor) <= 1:
         raise AdvkitError(f"rescale factor must be in (0, 1], got {factor!r}")
     return float(factor)
 
@@ -95,7 +105,10 @@ def _jpeg_cv(a: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise AdvkitError(f"OpenCV could not JPEG-encode an image of shape {a.shape}")
     flag = cv2.IMREAD_GRAYSCALE if a.ndim == 2 else cv2.IMREAD_COLOR
-    return cv2.imdecode(buf, flag)
+    out = cv2.imdecode(buf, flag)
+    if out is None:
+        raise AdvkitError(f"OpenCV could not decode its own JPEG of an image of shape {a.shape}")
+    return out
 
 
 def _blur_cv(a: np.ndarray, sigma: float) -> np.ndarray:
@@ -114,7 +127,16 @@ def _rescale_cv(a: np.ndarray, factor: float) -> np.ndarray:
 
 
 def resize_cv(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Resize an OpenCV image: area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    """Resize an OpenCV image: area averaging when shrinking (no aliasing), bilinear when enlarging.
+
+    Args:
+        a: HxW or HxWxC uint8.
+        h: the new height.
+        w: the new width.
+
+    Returns:
+        The resized image (a copy when the size is already right).
+    """
     if a.shape[:2] == (h, w):
         return a.copy()
     shrink = h * w < a.shape[0] * a.shape[1]
@@ -122,29 +144,73 @@ def resize_cv(a: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
-    """A JPEG encode/decode round trip at ``quality`` (1..100) through OpenCV (4:2:0 chroma for RGB)."""
+    """A JPEG encode/decode round trip through OpenCV (4:2:0 chroma for RGB).
+
+    Args:
+        images: uint8 [N, C, H, W], C = 1 or 3 (RGB).
+        quality: JPEG quality, an integer in 1..100.
+
+    Returns:
+        New uint8 images, same shape, on the same device.
+
+    Raises:
+        AdvkitError: bad images or quality.
+    """
     _check_images(images)
     q = _check_quality(quality)
     return _per_image(images, lambda a, _: _jpeg_cv(a, q))
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur with standard deviation ``sigma`` pixels (kernel side 2*ceil(3 sigma)+1); 0 = identity."""
+    """Gaussian blur (kernel side 2*ceil(3 sigma)+1).
+
+    Args:
+        images: uint8 [N, C, H, W], C = 1 or 3 (RGB).
+        sigma: standard deviation in pixels, finite and >= 0; 0 is the identity.
+
+    Returns:
+        New uint8 images, same shape, on the same device.
+
+    Raises:
+        AdvkitError: bad images or sigma.
+    """
     _check_images(images)
     s = _check_sigma(sigma)
     return _per_image(images, lambda a, _: _blur_cv(a, s))
 
 
 def rescale(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """Shrink by ``factor`` in (0, 1] (area averaging), then enlarge back to the original size (bilinear):
-    the resize "laundering" that wipes out high-frequency traces. ``factor=1`` is the identity."""
+    """Shrink by ``factor`` (area averaging), then enlarge back to the original size (bilinear).
+
+    The resize "laundering" that wipes out high-frequency traces.
+
+    Args:
+        images: uint8 [N, C, H, W], C = 1 or 3 (RGB).
+        factor: the shrink factor, in (0, 1]; 1 is the identity.
+
+    Returns:
+        New uint8 images, same shape, on the same device.
+
+    Raises:
+        AdvkitError: bad images or factor.
+    """
     _check_images(images)
     f = _check_factor(factor)
     return _per_image(images, lambda a, _: _rescale_cv(a, f))
 
 
 def hflip(images: torch.Tensor) -> torch.Tensor:
-    """Mirror every image left-right."""
+    """Mirror every image left-right.
+
+    Args:
+        images: uint8 [N, C, H, W], C = 1 or 3 (RGB).
+
+    Returns:
+        New uint8 images, same shape, on the same device.
+
+    Raises:
+        AdvkitError: bad images.
+    """
     _check_images(images)
     return images.flip(-1)
 
@@ -152,21 +218,21 @@ def hflip(images: torch.Tensor) -> torch.Tensor:
 def _size_hw(size: int | tuple[int, int] | None, images: torch.Tensor) -> tuple[int, int]:
     if size is None:
         return int(images.shape[2]), int(images.shape[3])
-    hw = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+    hw = (size, size) if isinstance(size, (int, numbers.Integral)) else tuple(size)
     if len(hw) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in hw):
         raise AdvkitError(f"size must be a positive integer or (height, width), got {size!r}")
     return int(hw[0]), int(hw[1])
 
 
-def _check_range(name: str, pair: tuple[float, float], lo: float, hi: float) -> tuple[float, float]:
+def _check_range(name: str, pair: Sequence[float], lo: float, hi: float) -> tuple[float, float]:
     if len(pair) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in pair) \
             or not lo <= pair[0] <= pair[1] <= hi:
         raise AdvkitError(f"{name} must be (low, high) with {lo} <= low <= high <= {hi}, got {pair!r}")
     return float(pair[0]), float(pair[1])
 
 
-def _crop_boxes(rng: np.random.Generator, n: int, h: int, w: int, scale: tuple[float, float],
-                ratio: tuple[float, float]) -> list[tuple[int, int, int, int]]:
+def _crop_boxes(rng: np.random.Generator, n: int, h: int, w: int, scale: Sequence[float],
+                ratio: Sequence[float]) -> list[tuple[int, int, int, int]]:
     """(top, left, height, width) per image: area fraction ~ U(scale), log aspect ~ U(log ratio).
 
     Exactly four draws per image (boxes that do not fit are clipped, not redrawn), so the stream of random
@@ -189,7 +255,21 @@ def resize_crop(images: torch.Tensor, size: int | tuple[int, int] | None = None,
                 scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                 rng: RngLike = None) -> torch.Tensor:
     """Random-resized crop: per image, a box covering a fraction ~ U(``scale``) of the area with aspect
-    ratio (width/height) log-uniform in ``ratio``, resized to ``size`` (default: the input size)."""
+    ratio (width/height) log-uniform in ``ratio``, resized to ``size``.
+
+    Args:
+        images: uint8 [N, C, H, W], C = 1 or 3 (RGB).
+        size: the output side, or ``(height, width)``; default the input size.
+        scale: the range of the box's area, as a fraction of the image's, within (0, 1].
+        ratio: the range of the box's aspect ratio.
+        rng: the random stream (see :func:`make_rng`).
+
+    Returns:
+        New uint8 images [N, C, size], on the same device.
+
+    Raises:
+        AdvkitError: bad images, size, scale or ratio.
+    """
     _check_images(images)
     oh, ow = _size_hw(size, images)
     sc = _check_range("scale", tuple(scale), 0.0, 1.0)

@@ -8,8 +8,8 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
-from advkit.detect.data import RealFakeConfig
 from advkit.data.transforms import Augment
+from advkit.detect.data import RealFakeConfig
 from advkit.errors import AdvkitError
 from advkit.eval.config import EvalConfig, GatesConfig
 from advkit.train.config import DataConfig, TrainConfig

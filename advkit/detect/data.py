@@ -15,6 +15,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ import torch
 from advkit.data import transforms
 from advkit.data.core import ArrayDataset, load_dataset, read_npz, to_nchw_uint8
 from advkit.errors import AdvkitError
+
+if TYPE_CHECKING:
+    from advkit.models.dcgan import DCGANGenerator
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class RealFakeConfig:
             raise AdvkitError(f"split must be 'fractions' or 'source', got {self.split!r}")
         for name in ("val_frac", "test_frac"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= float(v) < 1:
                 raise AdvkitError(f"{name} must be in [0, 1), got {v!r}")
         if self.val_frac + self.test_frac >= 1:
             raise AdvkitError(f"val_frac + test_frac must be < 1, got {self.val_frac} + {self.test_frac}")
@@ -81,6 +85,12 @@ class _Pool:
     images: torch.Tensor | None
     index: torch.Tensor | None  # position of each image in the loaded source
 
+    def loaded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, index)``, once there are images (a generator's pool has them after generating)."""
+        if self.images is None or self.index is None:
+            raise RuntimeError("a generator's pool was read before its images were generated")
+        return self.images, self.index
+
 
 @dataclass
 class _Source:
@@ -89,7 +99,7 @@ class _Source:
     label: int
     shape: tuple[int, int, int]
     pools: dict[str, _Pool]
-    generator: torch.nn.Module | None = None
+    generator: DCGANGenerator | None = None
 
 
 def _with_split(spec: str, split: str) -> str:
@@ -171,7 +181,7 @@ def _generator_source(spec: str, path: Path, pools: tuple[str, ...]) -> _Source:
                    generator=g)
 
 
-def _generate(g: torch.nn.Module, n: int, seed: int, batch_size: int) -> torch.Tensor:
+def _generate(g: DCGANGenerator, n: int, seed: int, batch_size: int) -> torch.Tensor:
     """``n`` uint8 images from ``g``, z drawn in batches from one CPU stream seeded with ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     chunks = []
@@ -229,7 +239,7 @@ def _target_shape(cfg: RealFakeConfig, sources: list[_Source]) -> tuple[int, int
 def _pool_quotas(pool: str, sources: list[_Source], n_per_class: int | None) -> list[int]:
     """How many images each source gives to ``pool``: both classes get the same count, shared equally
     among a class's sources as far as their supply allows; generators supply any number."""
-    supply = [math.inf if s.generator is not None else float(len(s.pools[pool].images)) for s in sources]
+    supply = [math.inf if s.generator is not None else float(len(s.pools[pool].loaded()[0])) for s in sources]
     per_class = [sum(n for n, s in zip(supply, sources) if s.label == k) for k in (0, 1)]
     target = int(min(per_class + [n_per_class or math.inf]))
     if target == 0:
@@ -253,6 +263,18 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
     ``meta`` of each set: ``generator`` ("real" or the fake source, per sample), ``generators`` (the fake
     sources), ``source``/``source_split``/``source_index`` (where each sample came from: the dataset spec,
     its split and the index in it; for a generator the position in its z stream), and ``config``.
+
+    Args:
+        cfg: the sources and how to balance, split and conform them.
+        root: where named datasets are (see :func:`advkit.data.data_roots`).
+
+    Returns:
+        ``{"train", "val", "test"}`` datasets; their ``mean``/``std`` are the training images' per-channel
+        statistics.
+
+    Raises:
+        AdvkitError: no real or no fake source, a source that cannot be loaded, sources that cannot be
+            brought to one shape, or a pool that cannot be balanced.
     """
     from advkit.config import to_dict
 
@@ -286,14 +308,14 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
                 s.pools[p] = _Pool(made[start:start + q], torch.arange(start, start + q))
                 start += q
         for p in pools:
-            pool, q = s.pools[p], quotas[p][i]
-            pick = torch.from_numpy(rng.permutation(len(pool.images))[:q]) if s.generator is None \
+            (images, index), q = s.pools[p].loaded(), quotas[p][i]
+            pick = torch.from_numpy(rng.permutation(len(images))[:q]) if s.generator is None \
                 else torch.arange(q)
-            imgs = _conform(pool.images[pick], c, h, w)
+            imgs = _conform(images[pick], c, h, w)
             if cfg.debias_jpeg is not None:
                 imgs = transforms.jpeg(imgs, cfg.debias_jpeg)
             spec = _with_split(s.spec, p) if s.generator is None else s.spec
-            parts[(p, s.label)].append((imgs, [s.name] * q, [spec] * q, [p] * q, pool.index[pick].tolist()))
+            parts[(p, s.label)].append((imgs, [s.name] * q, [spec] * q, [p] * q, index[pick].tolist()))
 
     def gather(p: str, k: int) -> tuple[torch.Tensor, list[str], list[str], list[str], list[int]]:
         chunks = parts[(p, k)]
@@ -323,8 +345,8 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
         labels = torch.cat([torch.full((len(pc[0]),), pc[-1], dtype=torch.int64) for pc in pieces[sp]])
         cols = [[v for pc in pieces[sp] for v in pc[j]] for j in range(1, 5)]
         order = torch.from_numpy(rng.permutation(len(imgs)))
-        meta = {key: [col[o] for o in order.tolist()]
-                for key, col in zip(("generator", "source", "source_split", "source_index"), cols)}
+        meta: dict[str, Any] = {key: [col[o] for o in order.tolist()]
+                                for key, col in zip(("generator", "source", "source_split", "source_index"), cols)}
         meta.update(generators=generators, config=config, split=sp)
         out[sp] = ArrayDataset(imgs[order], labels[order], list(CLASSES), f"realfake:{sp}",
                                source=cfg.labelled or cfg.real or "", meta=meta)
@@ -338,6 +360,13 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
     return out
 
 def data_name(cfg: RealFakeConfig) -> str:
-    """What the checkpoint's ``dataset`` field says: the sources, e.g. ``realfake(mnist vs g.safetensors)``."""
+    """The real/fake data's name, as a checkpoint's ``dataset`` field records it.
+
+    Args:
+        cfg: the real/fake data config.
+
+    Returns:
+        The sources, e.g. ``realfake(mnist vs g.safetensors)``.
+    """
     real = [s for s in (cfg.real, cfg.labelled) if s]
     return f"realfake({' + '.join(real)}{' vs ' + ', '.join(cfg.fakes) if cfg.fakes else ''})"

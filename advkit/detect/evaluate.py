@@ -15,10 +15,17 @@ import torch
 from torch import nn
 
 from advkit.attacks import pgd
-from advkit.data import ArrayDataset
-from advkit.data import transforms
+from advkit.data import ArrayDataset, transforms
 from advkit.detect.config import DetectEvalConfig
-from advkit.detect.metrics import average_precision, calibrate_threshold, detection_report, roc_auc, roc_curve
+from advkit.detect.metrics import (
+    accuracy_ci,
+    average_precision,
+    calibrate_threshold,
+    detection_report,
+    roc_auc,
+    roc_auc_ci,
+    roc_curve,
+)
 from advkit.errors import AdvkitError
 
 REAL, FAKE = 0, 1
@@ -30,7 +37,14 @@ LAUNDERING = [(f"jpeg_q{q}", lambda x, q=q: transforms.jpeg(x, q)) for q in (95,
 
 
 def eps_label(eps: float) -> str:
-    """``4/255`` when ``eps`` is a whole number of 255ths, else ``0.0123``."""
+    """A radius as people write it.
+
+    Args:
+        eps: the radius in [0,1] pixel units.
+
+    Returns:
+        ``4/255`` when ``eps`` is a whole number of 255ths, else four significant digits (``0.0123``).
+    """
     k = eps * 255
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.4g}"
 
@@ -48,7 +62,17 @@ def _batch(x: torch.Tensor, device) -> torch.Tensor:
 @torch.no_grad()
 def fake_scores(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu",
                 batch_size: int = 500) -> torch.Tensor:
-    """P(fake) for images ``x`` (float in [0,1] or uint8), on the CPU as float64."""
+    """The detector's P(fake) for each image.
+
+    Args:
+        model: a detector, ``f(x in [0,1]) -> logits [N, 2]`` (0 real, 1 fake).
+        x: images [N, C, H, W], float in [0,1] or uint8 (converted one batch at a time on ``device``).
+        device: where ``model`` is.
+        batch_size: images per forward pass.
+
+    Returns:
+        P(fake) [N], on the CPU as float64.
+    """
     out = [torch.softmax(model(_batch(x[s:s + batch_size], device)).float(), 1)[:, FAKE].cpu()
            for s in range(0, len(x), batch_size)]
     return torch.cat(out).double() if out else torch.zeros(0, dtype=torch.float64)
@@ -68,7 +92,16 @@ def _attacked_scores(model: nn.Module, x: torch.Tensor, target: int, eps: float,
 
 
 def roc_points(scores, labels, max_points: int = ROC_POINTS) -> dict[str, list[float]]:
-    """The ROC curve as ``{"fpr": [...], "tpr": [...]}``, thinned to at most ``max_points`` (ends kept)."""
+    """The ROC curve, thinned for a report.
+
+    Args:
+        scores: P(fake) per sample.
+        labels: 0 real / 1 fake per sample.
+        max_points: the most points kept (evenly spaced, both ends kept).
+
+    Returns:
+        ``{"fpr": [...], "tpr": [...]}``, rounded to 5 decimals.
+    """
     fpr, tpr, _ = roc_curve(scores, labels)
     if len(fpr) > max_points:
         keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
@@ -80,7 +113,8 @@ def _summary(scores: torch.Tensor, labels: torch.Tensor, threshold: float, calib
     """AUC, AP and accuracies (no EER: attacked score sets are often degenerate)."""
     called = (scores >= threshold).long()
     out = {"auc": roc_auc(scores, labels), "ap": average_precision(scores, labels),
-           "acc": float((called == labels).double().mean())}
+           "acc": float((called == labels).double().mean()),
+           "auc_ci": roc_auc_ci(scores, labels), "acc_ci": accuracy_ci(scores, labels, threshold)}  # 95%
     if calibrated is not None:
         out["acc_calibrated"] = float(((scores >= calibrated).long() == labels).double().mean())
     return out
@@ -89,7 +123,9 @@ def _summary(scores: torch.Tensor, labels: torch.Tensor, threshold: float, calib
 def evaluate_detector(model: nn.Module, test: ArrayDataset, val: ArrayDataset | None = None,
                       cfg: DetectEvalConfig | None = None, device: torch.device | str = "cpu", *,
                       seed: int = 0, batch_size: int = 500) -> dict:
-    """Evaluate ``model`` on ``test`` (labels 0 real / 1 fake). Returns a JSON-ready dict:
+    """Evaluate detector ``model`` on ``test`` (labels 0 real / 1 fake): clean, attacked and laundered.
+
+    The result, a JSON-ready dict:
 
     - ``clean``: :func:`detection_report` on all of ``test``, with a threshold calibrated on ``val``
       (when given, with both classes) next to ``cfg.threshold``; ``per_generator``: each fake source's
@@ -102,7 +138,24 @@ def evaluate_detector(model: nn.Module, test: ArrayDataset, val: ArrayDataset | 
     - ``roc``: thinned ROC curves: ``clean``, ``pgd@<eps>`` and one per laundering transform.
     - ``time_s``: seconds spent on ``clean`` scoring, ``robust`` (the attacks) and ``laundering``.
 
-    Attacks are seeded with ``seed`` (one stream per radius), and the model's mode is restored."""
+    Attacks are seeded with ``seed`` (one stream per radius), and the model's mode is restored.
+
+    Args:
+        model: a detector, ``f(x in [0,1]) -> logits [N, 2]`` (0 real, 1 fake).
+        test: the test set.
+        val: a validation set to calibrate a threshold on; None: none.
+        cfg: radii (eps in [0,1] pixel units), attack steps, subset size, threshold; default
+            ``DetectEvalConfig()``.
+        device: where ``model`` is.
+        seed: seeds the attacks.
+        batch_size: images per forward pass.
+
+    Returns:
+        The JSON-ready dict above.
+
+    Raises:
+        AdvkitError: ``test`` does not have 2 classes.
+    """
     cfg = cfg or DetectEvalConfig()
     if test.num_classes != 2:
         raise AdvkitError(f"{test.name}: a detector test set needs 2 classes (real, fake), got {test.classes}")
@@ -134,6 +187,7 @@ def _evaluate(model, test: ArrayDataset, val, cfg: DetectEvalConfig, device, see
             keep = torch.from_numpy((labels.numpy() == REAL) | (prov == g))
             n_fake = int((labels[keep] == FAKE).sum())
             out["per_generator"][g] = ({"n_fake": n_fake, "auc": roc_auc(scores[keep], labels[keep]),
+                                        "auc_ci": roc_auc_ci(scores[keep], labels[keep]),
                                         "ap": average_precision(scores[keep], labels[keep])} if n_fake else
                                        {"n_fake": 0, "auc": None, "ap": None})
 

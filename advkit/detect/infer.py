@@ -45,12 +45,24 @@ class DetectResult:
     summary: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """``{"rows", "videos", "summary"}``, JSON-ready."""
         return {"rows": self.rows, "videos": self.videos, "summary": self.summary}
 
 
 def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """An advkit 2-class classifier checkpoint (or a training run folder holding ``model.safetensors``), in
-    eval mode. GAN checkpoints, non-advkit files and classifiers with another class count raise AdvkitError."""
+    """A detector: an advkit 2-class classifier checkpoint (0 real, 1 fake), loaded without unpickling.
+
+    Args:
+        path: the checkpoint, or a training run folder holding ``model.safetensors``.
+        device: where the model goes.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        AdvkitError: a GAN checkpoint, a non-advkit file, a classifier with another class count, or one
+            whose input channels are not 1 or 3.
+    """
     from advkit.models import checkpoint_file, load, read_metadata
 
     path = checkpoint_file(path)
@@ -83,8 +95,26 @@ def detect_paths(model: nn.Module, paths: Sequence[str | os.PathLike], *, thresh
     in this process). They are forked on Linux; elsewhere they are spawned, and a script that calls this
     there needs ``if __name__ == "__main__":``.
 
-    Unreadable files get an error row and do not stop the run. Raises AdvkitError when nothing can be
-    scored at all (no PATH exists, only empty folders, only undecodable files).
+    Unreadable files get an error row and do not stop the run.
+
+    Args:
+        model: the detector, e.g. from :func:`load_detector`.
+        paths: image and video files and folders (searched recursively).
+        threshold: P(fake) from which an input is called fake.
+        every: sample every ``every``-th video frame (default 10).
+        fps: sample this many frames per second of video time instead.
+        faces: score the largest face instead of the whole image.
+        batch_size: images per forward pass.
+        workers: decoding processes (default min(4, CPUs)); 0 decodes here.
+        device: where ``model`` is; default the device of its parameters.
+        progress: show a progress bar.
+
+    Returns:
+        The rows, per-video aggregates and summary.
+
+    Raises:
+        AdvkitError: bad arguments, a model without an advkit ``spec``, or nothing that can be scored at
+            all (no PATH exists, only empty folders, only undecodable files).
     """
     every, workers = _check_args(threshold, every, fps, batch_size, workers)
     spec = getattr(model, "spec", None) or {}
@@ -233,7 +263,17 @@ def _summary(sources: list, rows: list[dict], skipped: int, seconds: float, thre
 
 
 def check_out_path(path: str | os.PathLike) -> Path:
-    """``path`` if it names a ``.csv`` or ``.json`` file, else AdvkitError (checked before any work)."""
+    """Check an output path before any work is done.
+
+    Args:
+        path: where the results will go.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        AdvkitError: it does not end in ``.csv`` or ``.json``, or it is a folder.
+    """
     path = Path(path)
     if path.suffix.lower() not in OUT_SUFFIXES:
         raise AdvkitError(f"--out must end in .csv or .json, got {str(path)!r}")
@@ -243,8 +283,21 @@ def check_out_path(path: str | os.PathLike) -> Path:
 
 
 def write_result(result: DetectResult, path: str | os.PathLike) -> Path:
-    """Write ``result`` atomically: ``.json`` as ``{"rows", "videos", "summary"}``; ``.csv`` as the rows
-    followed by one ``video_summary`` row per video (its ``score_fake`` is the mean over its frames)."""
+    """Write ``result`` atomically, in the format the suffix names.
+
+    ``.json`` holds ``{"rows", "videos", "summary"}``; ``.csv`` the rows followed by one ``video_summary``
+    row per video (its ``score_fake`` is the mean over its frames).
+
+    Args:
+        result: what :func:`detect_paths` returned.
+        path: a ``.csv`` or ``.json`` file.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        AdvkitError: a path :func:`check_out_path` refuses.
+    """
     from advkit.runtime.io import atomic_write_json, atomic_write_text
 
     path = check_out_path(path)

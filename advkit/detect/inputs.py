@@ -10,13 +10,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from advkit.errors import AdvkitError
+
+if TYPE_CHECKING:
+    import cv2  # for annotations; the code imports cv2 where it uses it
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -36,9 +39,17 @@ class Source:
 def find_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Source], int]:
     """Expand PATHs (files; folders recursively, hidden entries skipped) into sources, in a stable order.
 
-    Returns the sources and how many files inside folders were skipped for their extension. A missing PATH
-    or a folder without images or videos becomes an error source, so it is reported like any failed file;
-    when nothing at all is left to score, raises :class:`AdvkitError`.
+    A missing PATH or a folder without images or videos becomes an error source, so it is reported like
+    any failed file.
+
+    Args:
+        paths: image or video files and folders.
+
+    Returns:
+        The sources, and how many files inside folders were skipped for their extension.
+
+    Raises:
+        AdvkitError: no paths, or nothing at all left to score.
     """
     if not paths:
         raise AdvkitError("no PATH given: name image files, folders or videos to score")
@@ -87,9 +98,19 @@ def _walk(folder: Path) -> tuple[list[Path], int]:
 
 def face_box(x: int, y: int, w: int, h: int, img_w: int, img_h: int,
              scale: float = FACE_SCALE) -> tuple[int, int, int, int]:
-    """The face box ``(x, y, w, h)`` grown by ``scale`` around its centre and clipped to the image.
+    """A found face box grown by ``scale`` around its centre and clipped to the image.
 
-    Returns ``(x0, y0, x1, y1)`` with exclusive ends; the grown box is rounded outwards to whole pixels.
+    Args:
+        x: the box's left edge, in pixels.
+        y: its top edge.
+        w: its width.
+        h: its height.
+        img_w: the image's width.
+        img_h: the image's height.
+        scale: the growth factor of both sides.
+
+    Returns:
+        ``(x0, y0, x1, y1)`` with exclusive ends, rounded outwards to whole pixels.
     """
     cx, cy, hw, hh = x + w / 2, y + h / 2, w * scale / 2, h * scale / 2
     # round() first so that 60 - 65.00000000000001 floors to -5, not -6
@@ -99,8 +120,18 @@ def face_box(x: int, y: int, w: int, h: int, img_w: int, img_h: int,
 
 
 def is_sampled(index: int, every: int | None, fps: float | None, video_fps: float) -> bool:
-    """Whether frame ``index`` is scored: every ``every``-th frame from 0, or at ``fps`` frames per second
-    of video time (the first frame of each 1/fps interval; all frames when ``fps >= video_fps``)."""
+    """Whether video frame ``index`` is scored.
+
+    Args:
+        index: the frame's index, from 0.
+        every: score every ``every``-th frame from 0 (when ``fps`` is None; None: every frame).
+        fps: score the first frame of each 1/fps interval of video time (all frames when
+            ``fps >= video_fps``); wins over ``every``.
+        video_fps: the video's frame rate.
+
+    Returns:
+        True to score the frame.
+    """
     if fps is None:
         return index % (every or 1) == 0
     # the 1e-9 keeps 3 * 10 / 30 from landing just below 1 on other rates
@@ -121,7 +152,8 @@ class FrameStream(IterableDataset):
                  fps: float | None = None, faces: bool = False):
         self.sources, self.in_chans, self.size = list(sources), in_chans, size
         self.every, self.fps, self.faces = every, fps, faces
-        self._cascade = None  # built in the process that decodes: OpenCV objects do not pickle
+        # built in the process that decodes: OpenCV objects do not pickle
+        self._cascade: cv2.CascadeClassifier | None = None
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -208,8 +240,12 @@ class FrameStream(IterableDataset):
                      face_box=None if box is None else ",".join(map(str, box)))
 
 
-def load_face_cascade():
-    """OpenCV's bundled frontal-face Haar cascade; raises AdvkitError when this OpenCV build lacks it."""
+def load_face_cascade() -> cv2.CascadeClassifier:
+    """OpenCV's bundled frontal-face Haar cascade (the face finder of ``--faces``).
+
+    Raises:
+        AdvkitError: this OpenCV build lacks the cascade file.
+    """
     import cv2
 
     path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""),
@@ -234,8 +270,16 @@ def _item(src: int, frame: int | None, *, x: torch.Tensor | None = None, resized
 
 
 def collate(items: list[dict]) -> tuple[torch.Tensor | None, list[dict]]:
-    """Stack the items' tensors into one batch; each item with a tensor gets its ``slot`` in it."""
-    xs = []
+    """Stack the items' tensors into one batch (a DataLoader ``collate_fn``).
+
+    Args:
+        items: :class:`FrameStream` items; their ``x`` is taken out and each gets a ``slot``: its row in
+            the batch, or None without a tensor.
+
+    Returns:
+        ``(batch [B, C, S, S] or None when no item has a tensor, items)``.
+    """
+    xs: list[torch.Tensor] = []
     for it in items:
         x = it.pop("x")
         it["slot"] = None
@@ -246,7 +290,11 @@ def collate(items: list[dict]) -> tuple[torch.Tensor | None, list[dict]]:
 
 
 def init_worker(_: int) -> None:
-    """One OpenCV thread per DataLoader worker: the workers are the parallelism."""
+    """One OpenCV thread per DataLoader worker (a ``worker_init_fn``): the workers are the parallelism.
+
+    Args:
+        _: the worker's id (unused).
+    """
     import cv2
 
     cv2.setNumThreads(1)

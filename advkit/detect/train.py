@@ -18,18 +18,18 @@ from torch import nn
 
 from advkit.config import to_dict, to_yaml
 from advkit.data import ArrayDataset
-from advkit.detect.data import RealFakeConfig, build_realfake, data_name
 from advkit.data.transforms import Augment
 from advkit.detect.config import DetectorConfig
+from advkit.detect.data import RealFakeConfig, build_realfake, data_name
 from advkit.detect.evaluate import evaluate_detector
-from advkit.errors import AdvkitError
 from advkit.detect.report import data_info, detection_report, detector_entry
+from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, ensemble, save
 from advkit.report import write_reports
-from advkit.runtime.distributed import init_distributed, is_main_process, shutdown
-from advkit.train.trainer import BatchTransform, checkpoint_metadata, train_classifier
 from advkit.runtime.device import resolve_device
+from advkit.runtime.distributed import init_distributed, is_main_process, shutdown
 from advkit.runtime.io import atomic_write_json, atomic_write_text
+from advkit.train.trainer import BatchTransform, checkpoint_metadata, train_classifier
 
 log = logging.getLogger(__name__)
 REPORT = "detect_report.json"
@@ -39,8 +39,15 @@ FIXED_ON_RESUME = ("data", "augment")
 
 
 def augment_batch(aug: Augment) -> BatchTransform | None:
-    """The trainer's ``batch_transform`` for ``aug``: float [0,1] -> uint8 (rounded, as the images were
-    stored) -> ``aug`` -> float. None when every probability is 0 (nothing to do)."""
+    """The trainer's ``batch_transform`` for ``aug``.
+
+    Args:
+        aug: the detector-training augmentation.
+
+    Returns:
+        ``(x, generator) -> x``: float [0,1] -> uint8 (rounded, as the images were stored) -> ``aug`` ->
+        float; None when every probability is 0 (nothing to do).
+    """
     if not any((aug.blur_prob, aug.jpeg_prob, aug.crop_prob, aug.flip_prob)):
         return None
 
@@ -52,7 +59,15 @@ def augment_batch(aug: Augment) -> BatchTransform | None:
 
 
 def data_summary(sets: dict[str, ArrayDataset], cfg: RealFakeConfig) -> dict:
-    """Counts per split (real, fake, per fake source), the fake sources, image shape and debiasing."""
+    """What a detector report says about its data.
+
+    Args:
+        sets: the ``train``/``val``/``test`` sets from :func:`advkit.detect.data.build_realfake`.
+        cfg: the real/fake data config.
+
+    Returns:
+        Counts per split (real, fake, per fake source), the fake sources, image shape and debiasing.
+    """
     generators = list(sets["train"].meta.get("generators", []))
     splits = {}
     for sp, ds in sets.items():
@@ -78,7 +93,15 @@ def _check_resume(out: Path, cfg: DetectorConfig) -> None:
 
 
 def member_dir(out: Path, k: int) -> Path:
-    """Where member ``k`` of an ensemble detector trains (its own trainer outputs and ``last.ckpt``)."""
+    """Where member ``k`` of an ensemble detector trains (its own trainer outputs and ``last.ckpt``).
+
+    Args:
+        out: the detector's run folder.
+        k: the member's index, from 0.
+
+    Returns:
+        ``out/member<k>``.
+    """
     return out / f"member{k}"
 
 
@@ -91,7 +114,7 @@ def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayD
     if cfg.ensemble == 1:
         return train_classifier(cfg.train, out, progress=progress, resume=resume, on_epoch=on_epoch,
                                 datasets=datasets, batch_transform=transform)
-    models, metrics = [], []
+    models, member_metrics = [], []
     # under torchrun the process group is joined once for all members (each trainer run keeps it)
     d = init_distributed(resolve_device(cfg.train.device).type)
     try:
@@ -104,10 +127,10 @@ def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayD
                                         resume=resume, on_epoch=hook, datasets=datasets, batch_transform=transform,
                                         kind="detector")
             models.append(model)
-            metrics.append({**m, "seed": seed})
+            member_metrics.append({**m, "seed": seed})
     finally:
         shutdown(d)
-    model, metrics = ensemble(models), {"members": metrics}
+    model, metrics = ensemble(models), {"members": member_metrics}
     if out is not None and d.main:
         save(model, out / RUN_CHECKPOINT, kind="detector",
              **checkpoint_metadata(to_dict(cfg.train), datasets[0].name, datasets[0], metrics),
@@ -122,8 +145,22 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     With ``out_dir``: the trainer's outputs (``model.safetensors``, ``metrics.jsonl``, ``last.ckpt``, ...),
     ``detector.yaml`` (this config), ``detect_report.json`` (config, data summary, training metrics,
     evaluation) and the harness's ``report.json`` / ``.md`` / ``.html`` / ``junit.xml`` (the evaluation as a
-    detector entry, ``cfg.gates`` evaluated), all written atomically. Returns the model (eval mode) and
-    ``detect_report.json``'s dict with the harness report under ``"report"``."""
+    detector entry, ``cfg.gates`` evaluated), all written atomically.
+
+    Args:
+        cfg: the detector config: data, training, augmentation, evaluation, gates.
+        out_dir: the run folder; None writes nothing.
+        progress: show progress bars.
+        resume: continue from the run folder's ``last.ckpt`` (same data and augmentation required).
+        on_epoch: called on rank 0 with each epoch's metrics (``member`` added for ensembles).
+
+    Returns:
+        The model (eval mode) and ``detect_report.json``'s dict with the harness report under
+        ``"report"``.
+
+    Raises:
+        AdvkitError: data that cannot be built or split, a run that cannot be resumed, or a training error.
+    """
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume:
         _check_resume(out, cfg)

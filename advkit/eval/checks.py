@@ -9,6 +9,7 @@ and two restarts, at every eps of each threat model, plus PGD at a large eps.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,20 @@ def _acc(model, x, y, bs, attack=None) -> float:
     return right / len(y)
 
 
-def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ChecksConfig, bs: int) -> list[dict]:
-    """Checks of the model itself: eval mode, determinism, logits, input gradients."""
+def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ChecksConfig,
+                 bs: int) -> list[dict[str, Any]]:
+    """Checks of the model itself: eval mode, determinism, logits, input gradients.
+
+    Args:
+        model: the evaluated model, in eval mode.
+        x: probe images in [0,1], on the model's device.
+        y: their labels.
+        cfg: the checks' thresholds.
+        bs: the batch size.
+
+    Returns:
+        One check dict (``name``, ``status``, ``message``, ``evidence``) per check, in that order.
+    """
     out = []
     training = [n or "(root)" for n, m in model.named_modules() if m.training]
     solo = _batched(model, x[:8], 1)
@@ -95,9 +108,24 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Checks
     return out
 
 
-def attack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tm: ThreatModel, summary: dict,
-                  cfg: ChecksConfig, bs: int, num_classes: int, seed: int) -> dict[str, dict]:
-    """Per threat model: the eps-grid checks, from the probe attacks and the suite's summary."""
+def attack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tm: ThreatModel, summary: dict[str, Any],
+                  cfg: ChecksConfig, bs: int, num_classes: int, seed: int) -> dict[str, dict[str, Any]]:
+    """The eps-grid checks of one threat model, from probe attacks and the suite's summary.
+
+    Args:
+        model: the evaluated model, in eval mode.
+        x: probe images in [0,1], on the model's device.
+        y: their labels.
+        tm: the threat model (norm and eps grid).
+        summary: the threat model's section as :func:`advkit.eval.suite.summarize` built it.
+        cfg: the checks' thresholds and probe strength.
+        bs: the batch size.
+        num_classes: the model's class count.
+        seed: seeds the probe attacks.
+
+    Returns:
+        The check dicts by check name.
+    """
     n = len(y)
     tol = max(cfg.tol, 2.0 / n)
     s = cfg.pgd_steps
@@ -135,7 +163,7 @@ def attack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tm: Threat
                                  f"are masked", violations=weaker) if weaker else
                           _check("pgd_vs_fgsm", "pass", "PGD is at least as strong as the single-step attack"))
 
-    ratios = {}
+    ratios: dict[str, float] = {}
     for i, k in enumerate(key):
         fooled_multi, fooled_single = clean - multi[i], clean - single[i]
         if fooled_multi >= cfg.min_pgd_success:
@@ -144,7 +172,7 @@ def attack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tm: Threat
         res["single_step_gap"] = _check("single_step_gap", "skip", f"PGD fooled fewer than "
                                         f"{cfg.min_pgd_success:.0%} of samples at every eps: nothing to compare")
     else:
-        k_min = min(ratios, key=ratios.get)
+        k_min = min(ratios, key=ratios.__getitem__)
         r = ratios[k_min]
         status = "fail" if r < cfg.single_step_fail else "warn" if r < cfg.single_step_warn else "pass"
         msg = (f"the single-step attack finds only {r:.0%} of PGD's adversarial examples at {k_min}: the loss is "
@@ -188,8 +216,16 @@ def attack_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tm: Threat
     return res
 
 
-def merge(per_tm: list[dict[str, dict]]) -> list[dict]:
-    """One entry per check over all threat models: the worst status, evidence keyed by norm."""
+def merge(per_tm: list[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One entry per check over all threat models.
+
+    Args:
+        per_tm: :func:`attack_checks` of each threat model, in order.
+
+    Returns:
+        Per check that ran (in ``CHECKS`` order), the entry with the worst status; its evidence is the single
+        threat model's, or with several, each one's keyed by its position (``"0"``, ``"1"``, ...).
+    """
     rank = {"fail": 3, "warn": 2, "pass": 1, "skip": 0}
     out = []
     for name in CHECKS:

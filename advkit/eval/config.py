@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from advkit.attacks import FOOLBOX, NORMS, attack_info, check_eps, get_attack
+from advkit.attacks import FOOLBOX, NORMS, attack_info, check_eps, get_attack, is_preset, preset_members
 from advkit.config import parse_number
 from advkit.errors import AdvkitError
 
@@ -57,7 +57,7 @@ def resolve_attack(entry: Any, norm: str, where: str) -> AttackSpec:
     params = {k: v for k, v in entry.items() if k not in ("name", "label", "targeted")}
     name, targeted = str(entry["name"]), bool(entry.get("targeted", False))
     probe = get_attack(name, **params)  # unknown names or parameters raise here, with the valid ones
-    if probe.norm != norm and "norm" not in params and probe.info.takes_norm:
+    if probe.norm != norm and "norm" not in params and probe.info is not None and probe.info.takes_norm:
         try:
             probe = get_attack(name, **params, norm=norm)
             params = {**params, "norm": norm}
@@ -69,6 +69,30 @@ def resolve_attack(entry: Any, norm: str, where: str) -> AttackSpec:
         if isinstance(v, str) and k in ("alpha", "eps_step", "stepsize"):
             params[k] = parse_number(v, f"{where}.{k}")
     return AttackSpec(name, params, str(entry.get("label") or attack_info(name).label(params)), targeted)
+
+
+def expand_presets(entries: Any, norm: str, where: str) -> list[tuple[str, Any]]:
+    """Attack entries with every preset (``{name: autoattack}``) replaced by its members, each a suite entry
+    of its own (so the report shows each member, and the cascade runs each only on the samples still
+    standing), in the threat model's ``norm`` unless the entry names one. Returns ``(where, entry)`` pairs.
+
+    Raises:
+        AdvkitError: a preset entry with keys other than ``name`` and ``norm`` (its members' parameters are
+            fixed: list the attacks themselves to change them).
+    """
+    out: list[tuple[str, Any]] = []
+    for i, entry in enumerate(entries):
+        name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
+        if not (isinstance(name, str) and is_preset(name)):
+            out.append((f"{where}[{i}]", entry))
+            continue
+        extra = sorted(set(entry) - {"name", "norm"}) if isinstance(entry, dict) else []
+        if extra:
+            raise AdvkitError(f"{where}[{i}]: preset {name!r} takes no {', '.join(extra)}; list its attacks "
+                              f"({', '.join(m['name'] for m in preset_members(name))}) to set their parameters")
+        members = preset_members(name, entry.get("norm", norm) if isinstance(entry, dict) else norm)
+        out.extend((f"{where}[{i}] ({name}: {m['name']})", m) for m in members)
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,9 +151,9 @@ class ThreatModel:
         object.__setattr__(self, "eps", eps)
 
     def suite(self) -> list[AttackSpec]:
-        entries = self.attacks or default_suite(self.norm)
-        specs = [resolve_attack(a, self.norm, f"threat_models[{self.norm}].attacks[{i}]")
-                 for i, a in enumerate(entries)]
+        entries = expand_presets(self.attacks or default_suite(self.norm), self.norm,
+                                 f"threat_models[{self.norm}].attacks")
+        specs = [resolve_attack(a, self.norm, where) for where, a in entries]
         labels = [s.label for s in specs]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -167,14 +191,60 @@ def _fraction(v: Any, where: str, what: str) -> float:
     return float(v)
 
 
+def _eps_key(k: Any, where: str) -> tuple[str | None, float]:
+    """``0.1``, ``8/255`` or ``linf@0.1`` -> (norm or None, eps)."""
+    norm, _, e = str(k).rpartition("@")
+    if norm and norm not in NORMS:
+        raise ValueError(f"{where}: unknown norm in {k!r}; valid: {', '.join(NORMS)}")
+    return norm or None, parse_number(e, f"{where}[{k}]")
+
+
+def _accuracy_gates(raw: dict, name: str) -> dict[tuple[str | None, str | None, float], float]:
+    """``{0.1: 0.8, linf@0.2: 0.5, pgd: {linf@0.3: 0.2}}`` -> ``{(attack or None, norm or None, eps): t}``.
+    A plain key judges the worst case over the suite; a mapping under an attack (its label, e.g. ``PGD-10``,
+    or its registry name, e.g. ``pgd``) judges that attack's own row."""
+    parsed: dict[tuple[str | None, str | None, float], float] = {}
+    for k, v in raw.items():
+        if isinstance(k, tuple):  # already parsed (dataclasses.replace runs __post_init__ again)
+            parsed[k] = v
+            continue
+        inner = v if isinstance(v, dict) else {k: v}
+        attack = str(k) if isinstance(v, dict) else None
+        for ek, t in inner.items():
+            where = f"gates.{name}" + (f"[{attack}]" if attack else "")
+            key = _eps_key(ek, where)
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+                raise ValueError(f"{where}[{ek}]: expected an accuracy in [0,1], got {t!r}")
+            parsed[(attack, *key)] = float(t)
+    return parsed
+
+
+def accuracy_gate_keys(parsed: dict[tuple[str | None, str | None, float], float]) -> dict[str, Any]:
+    """Parsed accuracy gates back to their config form (``linf@0.1``, attacks as nested mappings)."""
+    out: dict[str, Any] = {}
+    for (attack, norm, eps), t in parsed.items():
+        key = f"{norm}@{eps:g}" if norm else f"{eps:g}"
+        if attack is None:
+            out[key] = t
+        else:
+            out.setdefault(attack, {})[key] = t
+    return out
+
+
 @dataclass(frozen=True)
 class GatesConfig:
     """What a run must achieve to exit 0. ``min_robust_acc`` keys: ``0.1`` (every threat model with that
-    eps) or ``linf@0.1``. ``max_drop`` applies against ``--baseline``. ``checks``: names that must not fail
-    (``all`` for every check)."""
+    eps) or ``linf@0.1``, judging the worst case, or an attack's label or name holding such keys
+    (``{FGSM: {linf@0.3: 0.6}}``), judging that attack's row. ``max_robust_acc`` is the same with an upper
+    bound: the attack-strength canary, failing when an attack that should break a model stops doing so.
+    ``max_drop`` applies against ``--baseline``: a fraction, or ``{value: 0.02, significant: true}`` to fail
+    only on a drop that McNemar's exact test on the paired samples calls significant (p < 0.05; the same as
+    ``max_drop_significant: true``). ``checks``: names that must not fail (``all`` for every check)."""
     min_clean_acc: float | None = None
-    min_robust_acc: dict[str, float] = field(default_factory=dict)
-    max_drop: float | None = None
+    min_robust_acc: dict[str, Any] = field(default_factory=dict)
+    max_robust_acc: dict[str, Any] = field(default_factory=dict)
+    max_drop: float | dict[str, Any] | None = None
+    max_drop_significant: bool = False
     checks: tuple[str, ...] = ()
     # detectors (a report with detection results): clean AUC on the test split; AUC under the evasion attack
     # per eps (keys like 16/255); AUC after laundering, keys a transform (jpeg_q30, blur_s2, ...) or "all"
@@ -183,18 +253,20 @@ class GatesConfig:
     min_laundered_auc: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        parsed = {}
-        for k, v in self.min_robust_acc.items():
-            if isinstance(k, tuple):  # already parsed (dataclasses.replace runs this again)
-                parsed[k] = v
-                continue
-            norm, _, e = str(k).rpartition("@")
-            if norm and norm not in NORMS:
-                raise ValueError(f"gates.min_robust_acc: unknown norm in {k!r}; valid: {', '.join(NORMS)}")
-            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise ValueError(f"gates.min_robust_acc[{k}]: expected an accuracy in [0,1], got {v!r}")
-            parsed[(norm or None, parse_number(e, f"gates.min_robust_acc[{k}]"))] = float(v)
-        object.__setattr__(self, "min_robust_acc", parsed)
+        object.__setattr__(self, "min_robust_acc", _accuracy_gates(self.min_robust_acc, "min_robust_acc"))
+        object.__setattr__(self, "max_robust_acc", _accuracy_gates(self.max_robust_acc, "max_robust_acc"))
+        if isinstance(self.max_drop, dict):  # {value: 0.02, significant: true}
+            unknown = sorted(set(map(str, self.max_drop)) - {"value", "significant"})
+            if unknown or "value" not in self.max_drop:
+                raise ValueError(f"gates.max_drop: expected a fraction or {{value: FRACTION, significant: BOOL}}, "
+                                 f"got {self.max_drop!r}")
+            sig = self.max_drop.get("significant", self.max_drop_significant)
+            value = self.max_drop["value"]
+            if not isinstance(sig, bool) or isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"gates.max_drop: value must be a number and significant true or false, got "
+                                 f"{self.max_drop!r}")
+            object.__setattr__(self, "max_drop", float(value))
+            object.__setattr__(self, "max_drop_significant", sig)
         robust_auc = {}
         for k, v in self.min_robust_auc.items():
             eps = k if isinstance(k, float) else parse_number(str(k), f"gates.min_robust_auc[{k}]")
@@ -207,8 +279,9 @@ class GatesConfig:
                 raise ValueError(f"gates.min_laundered_auc: unknown transform {k!r}; valid: all, "
                                  f"{', '.join(LAUNDERING_NAMES)}")
             _fraction(v, f"gates.min_laundered_auc[{k}]", "an AUC")
-        for name, v in (("min_clean_acc", self.min_clean_acc), ("max_drop", self.max_drop),
-                        ("min_auc", self.min_auc)):
+        fractions: tuple[tuple[str, Any], ...] = (("min_clean_acc", self.min_clean_acc), ("max_drop", self.max_drop),
+                                                   ("min_auc", self.min_auc))
+        for name, v in fractions:
             if v is not None and not 0 <= v <= 1:
                 raise ValueError(f"gates.{name} must be in [0,1], got {v}")
         for c in self.checks:
@@ -254,8 +327,9 @@ class EvalConfig:
 def config_dict(cfg: EvalConfig) -> dict[str, Any]:
     """JSON-safe view of the config for the report (gate keys back to ``norm@eps`` strings)."""
     d = dataclasses.asdict(cfg)
-    d["gates"]["min_robust_acc"] = {(f"{n}@{e:g}" if n else f"{e:g}"): v
-                                    for (n, e), v in cfg.gates.min_robust_acc.items()}
+    # after __post_init__ the accuracy gates are keyed (attack, norm, eps) whatever their declared type says
+    d["gates"]["min_robust_acc"] = accuracy_gate_keys(cast(Any, cfg.gates.min_robust_acc))
+    d["gates"]["max_robust_acc"] = accuracy_gate_keys(cast(Any, cfg.gates.max_robust_acc))
     d["gates"]["min_robust_auc"] = {f"{e:g}": v for e, v in cfg.gates.min_robust_auc.items()}
 
     def conv(v: Any) -> Any:

@@ -11,41 +11,75 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from advkit.attacks import per_sample_norm
+from advkit.attacks import per_sample_norm, pick_targets
 from advkit.eval.config import AttackSpec
+from advkit.report.stats import wilson_interval
 
 CLEAN_WRONG, ROBUST = -2, -1
 
 
 @dataclass
 class BatchResult:
+    """What one batch gave: per-sample outcomes and per-attack statistics, for every eps.
+
+    Attributes:
+        index: the batch's position in the data.
+        correct: bool [B], classified correctly without an attack.
+        fooled_by: int [E, B]: ``CLEAN_WRONG``, ``ROBUST``, or the index of the first attack that fooled it.
+        stats: float64 [E, A, 5]: samples attacked, fooled, norm sum, norm max, seconds.
+        gradient_free_only: int [E]: samples fooled by a gradient-free attack and by no white-box one.
+        examples: batch 0 only: per eps (x, x_adv, y, pred_clean, pred_adv) of the samples shown.
+    """
+
     index: int
-    correct: torch.Tensor                 # bool [B]
-    fooled_by: torch.Tensor               # int [E, B]: CLEAN_WRONG, ROBUST, or the first attack that fooled it
-    stats: torch.Tensor                   # float64 [E, A, 5]: attacked, fooled, norm sum, norm max, seconds
-    gradient_free_only: torch.Tensor      # int [E]: fooled by a gradient-free attack and by no white-box one
-    examples: list = field(default_factory=list)  # batch 0 only: per eps (x, x_adv, y, pred_clean, pred_adv)
+    correct: torch.Tensor
+    fooled_by: torch.Tensor
+    stats: torch.Tensor
+    gradient_free_only: torch.Tensor
+    examples: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
 
 
 def batch_seed(seed: int, batch: int, eps_i: int, attack_i: int) -> int:
+    """The seed of one attack call, so results do not depend on how batches are spread over ranks.
+
+    Args:
+        seed: the run's seed.
+        batch: the batch index.
+        eps_i: the eps index.
+        attack_i: the attack's index in the suite.
+
+    Returns:
+        A seed in [0, 2**62).
+    """
     return (seed * 1_000_003 + batch * 10_007 + eps_i * 101 + attack_i) % (2 ** 62)
-
-
-def _targets(y: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """A random class other than the true one, per sample."""
-    shift = torch.randint(1, k, y.shape, generator=gen, device=y.device)
-    return (y + shift) % k
 
 
 def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, *, norm: str,
               eps_list: tuple[float, ...], suite: list[AttackSpec], mode: str, seed: int, num_classes: int,
               n_examples: int = 0) -> BatchResult:
-    """Every attack of ``suite`` at every eps on one batch (``xb`` on the model's device)."""
+    """Every attack of ``suite`` at every eps on one batch.
+
+    Args:
+        model: the evaluated model, in eval mode.
+        xb: the images in [0,1], on the model's device.
+        yb: their labels, on the same device.
+        index: the batch's position (seeds its attacks, see :func:`batch_seed`).
+        norm: the threat model's norm.
+        eps_list: its radii, in pixel units of ``norm``.
+        suite: the attacks, in order.
+        mode: ``cascade`` (each attack only on the samples still standing) or ``full``.
+        seed: the run's seed.
+        num_classes: the model's class count (random targets of targeted attacks).
+        n_examples: fooled samples to keep per eps for the report's pictures (0: none).
+
+    Returns:
+        The batch's outcomes and statistics, on the CPU.
+    """
     attacks = [s.build() for s in suite]
     gf = torch.tensor([s.gradient_free for s in suite])
     e_n, a_n, b = len(eps_list), len(suite), xb.shape[0]
@@ -73,7 +107,7 @@ def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, 
                 continue
             gen = torch.Generator(device=xb.device).manual_seed(batch_seed(seed, index, ei, ai))
             x, y = xb[idx], yb[idx]
-            goal = _targets(y, num_classes, gen) if spec.targeted else y
+            goal = pick_targets("random", y, num_classes=num_classes, generator=gen) if spec.targeted else y
             t0 = time.perf_counter()
             x_adv = atk(model, x, goal, eps=eps, targeted=spec.targeted, generator=gen)
             with torch.no_grad():
@@ -95,7 +129,7 @@ def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, 
         fooled_by[ei] = fb
         white = hit[~gf].any(0) if (~gf).any() else torch.zeros(b, dtype=torch.bool)
         gf_only[ei] = int((hit[gf].any(0) & ~white).sum()) if gf.any() else 0
-        if n_examples:
+        if adv_keep is not None:  # set exactly when n_examples asks for examples
             sel = (fb >= 0).nonzero().flatten()[:n_examples].to(xb.device)
             with torch.no_grad():
                 pa = model(adv_keep[sel]).argmax(1)
@@ -107,8 +141,29 @@ def run_suite(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, n
               eps_list: tuple[float, ...], suite: list[AttackSpec], mode: str, seed: int, num_classes: int,
               batch_size: int, device: torch.device, rank: int = 0, world: int = 1, n_examples: int = 0,
               on_batch: Callable[[], None] | None = None) -> list[BatchResult]:
-    """This rank's share of the batches (batch ``i`` goes to rank ``i % world``). ``images`` may be uint8
-    (0-255, converted one batch at a time so memory does not grow with the sample count) or float in [0,1]."""
+    """This rank's share of the batches: batch ``i`` goes to rank ``i % world``.
+
+    Args:
+        model: the evaluated model, in eval mode on ``device``.
+        images: all images: uint8 (0-255, converted one batch at a time so memory does not grow with the
+            sample count) or float in [0,1].
+        labels: their labels.
+        norm: the threat model's norm.
+        eps_list: its radii, in pixel units of ``norm``.
+        suite: the attacks, in order.
+        mode: ``cascade`` or ``full`` (see :func:`run_batch`).
+        seed: the run's seed.
+        num_classes: the model's class count.
+        batch_size: samples per batch.
+        device: where the model runs.
+        rank: this process's rank.
+        world: the number of processes.
+        n_examples: fooled samples to keep per eps from batch 0.
+        on_batch: called after each batch (progress).
+
+    Returns:
+        This rank's batch results, in batch order.
+    """
     out = []
     for i, start in enumerate(range(0, len(labels), batch_size)):
         if i % world != rank:
@@ -124,8 +179,22 @@ def run_suite(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, n
 
 
 def summarize(batches: list[BatchResult], *, n: int, eps_list: tuple[float, ...], suite: list[AttackSpec],
-              mode: str) -> dict:
-    """The report's threat-model section from all ranks' batch results (in batch order)."""
+              mode: str) -> dict[str, Any]:
+    """The report's threat-model section from all ranks' batch results.
+
+    Args:
+        batches: every rank's results, in any order (sorted by batch index here).
+        n: the number of evaluated samples.
+        eps_list: the threat model's radii.
+        suite: its attacks, in order.
+        mode: ``cascade`` or ``full``.
+
+    Returns:
+        ``mode``, ``eps``, ``attacks`` (per attack, per eps rows) and ``worst_case``; every robust accuracy
+        carries its 95% Wilson interval (``robust_acc_ci``). Also ``per_sample.fooled_by`` as one list of
+        codes per eps (the harness stores it compactly), and ``clean_correct`` and ``_examples``, which the
+        harness takes out.
+    """
     batches = sorted(batches, key=lambda r: r.index)
     correct = torch.cat([r.correct for r in batches])
     fooled_by = torch.cat([r.fooled_by for r in batches], dim=1)
@@ -145,6 +214,7 @@ def summarize(batches: list[BatchResult], *, n: int, eps_list: tuple[float, ...]
             else:
                 robust = n_correct - int(fooled)
             rows.append({"eps": eps, "attacked": int(attacked), "fooled": int(fooled), "robust_acc": robust / n,
+                         "robust_acc_ci": wilson_interval(robust, n),
                          "success_rate": fooled / attacked if attacked else None,
                          "norm_mean": nsum / fooled if fooled else None,
                          "norm_max": float(norm_max[ei, ai]) if fooled else None, "time_s": round(dt, 4)})
@@ -158,8 +228,9 @@ def summarize(batches: list[BatchResult], *, n: int, eps_list: tuple[float, ...]
             for ai in range(len(suite)):
                 per = _per_sample_time(stats, ai, ei)
                 saved += per * max(n_correct - int(stats[ei, ai, 0]), 0)
-        worst.append({"eps": eps, "robust_acc": int((fooled_by[ei] == ROBUST).sum()) / n,
-                      "robust": int((fooled_by[ei] == ROBUST).sum()), "time_s": round(t, 4),
+        robust = int((fooled_by[ei] == ROBUST).sum())
+        worst.append({"eps": eps, "robust_acc": robust / n, "robust_acc_ci": wilson_interval(robust, n),
+                      "robust": robust, "time_s": round(t, 4),
                       "time_saved_s": round(saved, 4), "gradient_free_only": int(gf_only[ei])})
     examples = next((r.examples for r in batches if r.examples), [])
     return {"mode": mode, "eps": list(eps_list), "attacks": attacks, "worst_case": worst,

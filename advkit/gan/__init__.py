@@ -8,15 +8,30 @@ model (index 0 = real, index 1 = fake).
 >>> loss_g = g_loss("nonsaturating", d(fake))
 """
 
-from advkit.models.checkpoint import load_discriminator, load_generator, save_gan_net
 from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
 from advkit.gan.losses import LOSSES, d_loss, g_loss, gradient_penalty, value
-from advkit.gan.metrics import (class_coverage, extract, feature_stats, frechet_distance, inception_model,
-                                inception_score, kid)
-from advkit.models.dcgan import (FAKE, REAL, SUPPORTED_SIZES, DCGANDiscriminator, DCGANGenerator, TwoLogit,
-                             build_gan_net, dcgan_init_)
+from advkit.gan.metrics import (
+    class_coverage,
+    extract,
+    feature_stats,
+    frechet_distance,
+    inception_model,
+    inception_score,
+    kid,
+)
 from advkit.gan.trainer import train_gan
+from advkit.models.checkpoint import load_discriminator, load_generator, save_gan_net
+from advkit.models.dcgan import (
+    FAKE,
+    REAL,
+    SUPPORTED_SIZES,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    TwoLogit,
+    build_gan_net,
+    dcgan_init_,
+)
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "TwoLogit", "build_gan_net", "dcgan_init_", "REAL", "FAKE",
            "SUPPORTED_SIZES", "LOSSES", "d_loss", "g_loss", "gradient_penalty", "value", "frechet_distance",

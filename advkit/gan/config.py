@@ -20,6 +20,8 @@ LR_DECAYS = ("none", "linear")
 
 @dataclass(frozen=True)
 class GanDataConfig:
+    """The real images the GAN learns: a dataset spec and where it is."""
+
     dataset: str = "mnist"          # a registered name, npz:PATH or folder:PATH (square 28, 32 or 64 px images)
     root: str | None = None         # --data-root; else ADVKIT_DATA; else ./datasets
     download: bool = False          # let torchvision download a named dataset
@@ -32,6 +34,8 @@ class GanDataConfig:
 
 @dataclass(frozen=True)
 class GanModelConfig:
+    """The DCGAN generator and discriminator architectures."""
+
     z_dim: int = 100
     g_width: int = 64               # channels of the generator's last hidden block (DCGAN: 64)
     d_width: int = 64               # channels of the discriminator's first block
@@ -90,6 +94,8 @@ class DualityGapConfig:
 
 @dataclass(frozen=True)
 class GanConfig:
+    """A whole GAN run: ``advkit train gan -c FILE`` overlays FILE on these defaults."""
+
     data: GanDataConfig = field(default_factory=GanDataConfig)
     model: GanModelConfig = field(default_factory=GanModelConfig)
     loss: str = "nonsaturating"     # minimax, nonsaturating, wgan (WGAN-GP with gp_weight > 0), hinge, lsgan, dg

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ def duality_gap(G: nn.Module, D: nn.Module, real_heldout: torch.Tensor, *, k: in
                 betas: tuple[float, float] = (0.5, 0.999)) -> dict[str, float]:
     """Estimate the duality gap of ``(G, D)``; ``G`` and ``D`` themselves are never modified.
 
-    ``real_heldout``: float images in [0,1], [N, C, H, W], not used for training. The worst-case
+    The worst-case
     discriminator ``D'`` (a copy of ``D``) takes ``k`` Adam steps (``lr``, ``betas``) maximizing
     ``V(G, D')``; the worst-case generator ``G'`` (a copy of ``G``) takes ``k`` steps minimizing
     ``V(G', D)``; each step uses ``batch_size`` held-out images (drawn with replacement) and fresh z. The
@@ -62,7 +63,21 @@ def duality_gap(G: nn.Module, D: nn.Module, real_heldout: torch.Tensor, *, k: in
     played) on copies, so ``G``'s and ``D``'s weights, buffers, modes and ``requires_grad`` flags are left
     as they were.
 
-    Returns ``{"dg", "v_worst_d", "v_worst_g", "v"}`` with ``v = V(G, D)``.
+    Args:
+        G: the generator, ``G(z [B, z_dim]) -> images in [0,1]``, with a ``z_dim`` attribute.
+        D: the discriminator, images in [0,1] -> one raw logit per image.
+        real_heldout: float images in [0,1], [N, C, H, W], not used for training.
+        k: Adam steps for each worst-case player.
+        lr: their learning rate.
+        batch_size: held-out images per step.
+        generator: the random stream for z and the batches; ``None``: torch's global one.
+        betas: Adam's betas.
+
+    Returns:
+        ``{"dg", "v_worst_d", "v_worst_g", "v"}`` with ``v = V(G, D)``.
+
+    Raises:
+        AdvkitError: a bad ``k``, ``lr``, ``batch_size`` or ``real_heldout``.
     """
     if not (isinstance(k, int) and k >= 1):
         raise AdvkitError(f"k must be an integer >= 1, got {k!r}")
@@ -74,7 +89,7 @@ def duality_gap(G: nn.Module, D: nn.Module, real_heldout: torch.Tensor, *, k: in
         raise AdvkitError("real_heldout must be a non-empty float tensor of images [N, C, H, W]")
     device = next(G.parameters()).device
     real = real_heldout.to(device=device, dtype=torch.float32)
-    n, z_dim = len(real), G.z_dim
+    n, z_dim = len(real), cast(int, G.z_dim)  # a generator carries its z size, as DCGANGenerator does
     bs = min(batch_size, n)
     z_eval = _randn(n, z_dim, generator, device)
 

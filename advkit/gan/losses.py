@@ -50,6 +50,18 @@ def d_loss(name: str, d_real: torch.Tensor, d_fake: torch.Tensor, *, real_label:
     ``real_label`` in (0, 1] is one-sided label smoothing (e.g. 0.9) for ``minimax``, ``nonsaturating``
     and ``lsgan``; ``wgan`` and ``hinge`` have no labels (their real term is a score or a margin, not a
     target probability), so anything but 1.0 is an error there.
+
+    Args:
+        name: the GAN loss.
+        d_real: D's raw logits on real images [B].
+        d_fake: D's raw logits on fakes [B].
+        real_label: the real images' target, in (0, 1].
+
+    Returns:
+        The scalar loss (float32).
+
+    Raises:
+        AdvkitError: an unknown loss, or label smoothing where it does not apply.
     """
     _check_name(name)
     real_label = float(real_label)
@@ -74,6 +86,16 @@ def g_loss(name: str, d_fake: torch.Tensor) -> torch.Tensor:
     ``minimax`` is the original saturating objective ``E[log(1 - D(G(z)))] = -E[softplus(d_fake)]``: its
     gradient ``-sigmoid(d_fake)`` vanishes when D confidently rejects the fakes (early training), which is
     why ``nonsaturating`` (``-E[log D(G(z))] = E[softplus(-d_fake)]``) exists.
+
+    Args:
+        name: the GAN loss.
+        d_fake: D's raw logits on fakes [B].
+
+    Returns:
+        The scalar loss (float32).
+
+    Raises:
+        AdvkitError: an unknown loss.
     """
     _check_name(name)
     d_fake = d_fake.float()
@@ -94,6 +116,18 @@ def gradient_penalty(d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     its device). The graph is kept (``create_graph=True``) so the penalty trains ``d``; multiply by lambda
     (10 in the paper) and add it to the critic loss. Use a critic without BatchNorm
     (``DCGANDiscriminator(critic=True)``): BatchNorm couples the samples and breaks the per-sample gradient.
+
+    Args:
+        d: the critic, images -> one raw score per image.
+        real: real images [B, C, H, W] in [0,1].
+        fake: fakes of the same shape (detached here).
+        generator: the random stream for ``t``; ``None``: torch's global one.
+
+    Returns:
+        The scalar penalty, differentiable with respect to ``d``'s parameters.
+
+    Raises:
+        AdvkitError: ``real`` and ``fake`` differ in shape.
     """
     if real.shape != fake.shape:
         raise AdvkitError(f"real and fake batches differ in shape: {list(real.shape)} vs {list(fake.shape)}")
@@ -112,5 +146,12 @@ def value(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     """The GAN value ``V(G, D) = E[log D(x)] + E[log(1 - D(G(z)))]`` from logits (used by the duality gap).
 
     It is ``-d_loss("minimax", ...)``; the optimal D gives ``-log 4`` at ``p_g = p_data``.
+
+    Args:
+        d_real: D's raw logits on real images [B].
+        d_fake: D's raw logits on fakes [B].
+
+    Returns:
+        The scalar value (float32).
     """
     return F.logsigmoid(d_real.float()).mean() + F.logsigmoid(-d_fake.float()).mean()

@@ -40,6 +40,19 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     ``Tr((s1 s2)^(1/2))`` is the sum of the square roots of the eigenvalues of ``s1^(1/2) s2 s1^(1/2)``,
     which is similar to ``s1 s2`` and symmetric positive semi-definite, so a symmetric eigensolver handles
     it stably, singular covariances (fewer samples than dimensions) included. Round-off below 0 is clipped.
+    Over Inception pool features (:func:`feature_stats` of :func:`extract`) this is the FID.
+
+    Args:
+        mu1: the first mean [F] (array-like, computed in float64).
+        sigma1: the first covariance [F, F].
+        mu2: the second mean [F].
+        sigma2: the second covariance [F, F].
+
+    Returns:
+        The distance, >= 0.
+
+    Raises:
+        AdvkitError: shapes that do not match.
     """
     mu1, mu2 = _np64(mu1, "mu1", 1), _np64(mu2, "mu2", 1)
     s1, s2 = _np64(sigma1, "sigma1", 2), _np64(sigma2, "sigma2", 2)
@@ -58,7 +71,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
-    """Mean [F] and unbiased covariance [F, F] (float64 numpy) of features [N, F], N >= 2."""
+    """Mean and unbiased covariance of a feature set, as :func:`frechet_distance` takes them.
+
+    Args:
+        features: [N, F] with N >= 2 (array-like).
+
+    Returns:
+        ``(mean [F], covariance [F, F])``, float64 numpy.
+
+    Raises:
+        AdvkitError: not [N, F], or fewer than 2 rows.
+    """
     f = _np64(features, "features", 2)
     if f.shape[0] < 2:
         raise AdvkitError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
@@ -84,8 +107,21 @@ def kid(f1, f2, *, subsets: int = 10, subset_size: int = 1000,
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with ``k(x, y) = (x.y / d + 1)^3``.
 
     Averaged over ``subsets`` random subsets of ``subset_size`` rows from each feature set [N, d] (clipped to
-    the smaller set, drawn without replacement with the CPU ``generator``). Returns (mean, std over subsets).
-    Unbiased, so it can be slightly negative when the distributions match.
+    the smaller set, drawn without replacement with the CPU ``generator``). Unbiased, so it can be
+    slightly negative when the distributions match.
+
+    Args:
+        f1: one feature set [N1, d] (array-like).
+        f2: the other [N2, d].
+        subsets: how many subsets to average over.
+        subset_size: rows per subset (at most the smaller set's size).
+        generator: a CPU random stream for the subsets; ``None``: torch's global one.
+
+    Returns:
+        ``(mean, std)`` over the subsets.
+
+    Raises:
+        AdvkitError: feature sizes that differ, ``subsets`` < 1, or subsets of fewer than 2 rows.
     """
     x, y = _t64(f1, "f1"), _t64(f2, "f2")
     if x.shape[1] != y.shape[1]:
@@ -112,8 +148,20 @@ def _check_probs(probs, name: str = "probs") -> np.ndarray:
 
 
 def inception_score(probs, splits: int = 10) -> tuple[float, float]:
-    """Inception score ``exp(E_x KL(p(y|x) || p(y)))`` from class probabilities [N, K], per split of the
-    samples (p(y) is the split's mean); returns (mean, std over splits). Ranges from 1 to K."""
+    """Inception score ``exp(E_x KL(p(y|x) || p(y)))`` (Salimans et al. 2016), per split of the samples.
+
+    ``p(y)`` is each split's mean; the score ranges from 1 to K.
+
+    Args:
+        probs: class probabilities [N, K] (rows summing to 1; apply softmax to logits first).
+        splits: how many splits, in [1, N].
+
+    Returns:
+        ``(mean, std)`` over the splits.
+
+    Raises:
+        AdvkitError: not probabilities, or a bad split count.
+    """
     p = _check_probs(probs)
     if not 1 <= splits <= p.shape[0]:
         raise AdvkitError(f"splits must be in [1, {p.shape[0]}] (the sample count), got {splits}")
@@ -127,8 +175,18 @@ def inception_score(probs, splits: int = 10) -> tuple[float, float]:
 
 
 def class_coverage(probs_or_labels, num_classes: int) -> list[float]:
-    """Share of samples per (predicted) class; takes labels [N] or probabilities/logits [N, K] (argmax).
-    Sums to 1; a mode-collapsed generator leaves classes near 0."""
+    """Share of samples per (predicted) class; a mode-collapsed generator leaves classes near 0.
+
+    Args:
+        probs_or_labels: labels [N], or probabilities or logits [N, K] (their argmax is taken).
+        num_classes: K.
+
+    Returns:
+        K shares summing to 1.
+
+    Raises:
+        AdvkitError: a bad shape, or labels outside [0, K).
+    """
     a = probs_or_labels
     a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     if a.ndim == 2:
@@ -165,7 +223,19 @@ def extract(model: nn.Module, images, batch_size: int = 500, *,
     Features are the input of ``layer`` (a module or its name in ``model.named_modules()``; default: the
     last ``nn.Linear`` registered in the model, i.e. the penultimate activations), flattened. ``images`` are
     float in [0,1] or uint8 [N, C, H, W] (divided by 255 per batch). The model runs in eval mode on its own
-    device (its train/eval state is restored). Returns CPU float64 ``(features [N, F], probs [N, K])``.
+    device (its train/eval state is restored).
+
+    Args:
+        model: ``f(x in [0,1]) -> logits [N, K]``, e.g. :func:`inception_model`.
+        images: [N, C, H, W], float in [0,1] or uint8.
+        batch_size: images per forward pass.
+        layer: the module whose input is the feature, or its name; default the last ``nn.Linear``.
+
+    Returns:
+        CPU float64 ``(features [N, F], probs [N, K])``.
+
+    Raises:
+        AdvkitError: bad images or batch size, or a layer that is missing or does not run.
     """
     if batch_size < 1:
         raise AdvkitError(f"batch_size must be >= 1, got {batch_size}")
@@ -224,9 +294,20 @@ class InceptionFeatures(nn.Module):
 
 
 def inception_model(weights_file: str, device: str | torch.device = "cpu") -> InceptionFeatures:
-    """An :class:`InceptionFeatures` with the user's local copy of torchvision's ImageNet Inception-v3
-    weights (``inception_v3_google-*.pth`` or a ``.safetensors`` of the same state dict). Nothing is
-    downloaded; the file is read without running pickled code; keys must match exactly."""
+    """torchvision's Inception-v3 on advkit's contract, from the user's local copy of its ImageNet weights.
+
+    Nothing is downloaded; the file is read without running pickled code; keys must match exactly.
+
+    Args:
+        weights_file: ``inception_v3_google-*.pth``, or a ``.safetensors`` of the same state dict.
+        device: where the model goes.
+
+    Returns:
+        An :class:`InceptionFeatures` in eval mode.
+
+    Raises:
+        AdvkitError: a missing or unreadable file, or weights that are not torchvision's Inception-v3.
+    """
     from pathlib import Path
 
     from torchvision.models import inception_v3

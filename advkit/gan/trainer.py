@@ -6,10 +6,10 @@ Options: the five GAN losses, one-sided label smoothing, TTUR, the WGAN-GP penal
 hardened discriminator (trained on adversarial real and fake inputs through advkit's training objectives),
 an EMA generator, a duality-gap monitor, and the duality gap as the training objective (``loss: dg``: each
 player steps against the other's worst-case opponent, found by ``dg.train_k`` Adam steps from a copy).
-Per epoch: a sample grid from a fixed z, a metrics line, the loss curves and an atomic resume checkpoint. CPU or CUDA; under ``torchrun`` every process takes its slice
-of each global batch (and of its z), gradients are averaged over processes after each backward pass (what
-DDP does; D's step runs several forward passes per backward, which DDP's wrapper does not allow), and rank
-0 alone writes. gloo on CPU, nccl on CUDA.
+Per epoch: a sample grid from a fixed z, a metrics line, the loss curves and an atomic resume checkpoint.
+CPU or CUDA; under ``torchrun`` every process takes its slice of each global batch (and of its z),
+gradients are averaged over processes after each backward pass (what DDP does; D's step runs several forward
+passes per backward, which DDP's wrapper does not allow), and rank 0 alone writes. gloo on CPU, nccl on CUDA.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from advkit.models.dcgan import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, 
 from advkit.runtime.device import resolve_device, seed_everything
 from advkit.runtime.distributed import Dist, init_distributed, shutdown
 from advkit.runtime.io import atomic_write_bytes
-from advkit.runtime.run import (RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng,
-                                rng_state)
+from advkit.runtime.run import RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng, rng_state
 from advkit.viz import loss_curves_png, sample_grid_png
 
 log = logging.getLogger(__name__)
@@ -48,13 +47,27 @@ RESUMABLE_CHANGES = {"device", "data.root"}
 
 def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bool = False, resume: bool = False,
               on_epoch: Callable[[dict], None] | None = None) -> tuple[DCGANGenerator, dict]:
-    """Train a DCGAN per ``cfg``. With ``out_dir``, writes ``config.yaml``, ``metrics.jsonl``,
-    ``samples_epochEEE.png``, ``losses.png`` and ``last.ckpt`` every epoch, and ``generator.safetensors`` +
-    ``discriminator.safetensors`` (each with a ``.json``) at the end. ``resume=True`` continues from
-    ``out_dir/last.ckpt`` when it exists (bit-identical to an uninterrupted run on the CPU).
-    A NaN or infinite loss stops the run with an :class:`AdvkitError` naming the step and the last good
-    checkpoint. Returns the final generator (the EMA copy when ``ema_g > 0``; eval mode, on the training
-    device) and the last epoch's metrics.
+    """Train a DCGAN (Radford et al. 2016) per ``cfg``, in one process or under torchrun.
+
+    With ``out_dir``, rank 0 writes ``config.yaml``, ``metrics.jsonl``, ``samples_epochEEE.png``,
+    ``losses.png`` and ``last.ckpt`` every epoch, and ``generator.safetensors`` +
+    ``discriminator.safetensors`` (each with a ``.json``) at the end.
+
+    Args:
+        cfg: the GAN config.
+        out_dir: the run folder; ``None`` writes nothing.
+        progress: show a progress bar per epoch.
+        resume: continue from ``out_dir/last.ckpt`` when it exists (bit-identical to an uninterrupted run
+            on the CPU); it must hold the same config.
+        on_epoch: called on rank 0 with each epoch's metrics.
+
+    Returns:
+        The final generator (the EMA copy when ``ema_g > 0``; eval mode, on the training device) and the
+        last epoch's metrics.
+
+    Raises:
+        AdvkitError: a bad config or data, a checkpoint that cannot be resumed, or a NaN or infinite loss
+            (the message names the step and the last good checkpoint).
     """
     device = resolve_device(cfg.device)
     d = init_distributed(device.type)
@@ -71,7 +84,16 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
 
 
 def build_generator(cfg: GanConfig, img_size: int, channels: int) -> DCGANGenerator:
-    """The generator ``cfg.model`` describes, freshly initialised (the trainer's, and a ``last.ckpt``'s shape)."""
+    """The generator ``cfg.model`` describes, freshly initialised (the trainer's, and a ``last.ckpt``'s shape).
+
+    Args:
+        cfg: the GAN config.
+        img_size: the images' side.
+        channels: the images' channels.
+
+    Returns:
+        The generator.
+    """
     m = cfg.model
     return DCGANGenerator(z_dim=m.z_dim, img_size=img_size, channels=channels, width=m.g_width,
                           batch_norm=m.g_batch_norm, depth=m.g_depth)
@@ -87,6 +109,13 @@ def per_sample_d_loss(name: str, real_label: float = 1.0) -> Callable[[torch.Ten
 
     The mean over a real batch plus the mean over a fake batch equals ``d_loss(name, ...)``; it is the loss
     the hardened discriminator's attack maximizes and its training step minimizes.
+
+    Args:
+        name: the GAN loss.
+        real_label: the real images' target, in (0, 1] (one-sided label smoothing).
+
+    Returns:
+        ``loss_fn(logits [B, 2], y [B]) -> [B]`` over ``TwoLogit(D)``'s logits.
     """
     def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         d = (logits[:, REAL] - logits[:, FAKE]).float()  # TwoLogit's (d/2, -d/2) -> the raw logit d
@@ -133,9 +162,9 @@ class _GanRun:
         if c.ema_g > 0:
             self.G_ema = copy.deepcopy(self.G).eval()
             _set_trainable(self.G_ema, False)
-        betas = tuple(c.betas)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=betas)
+        self.betas = (c.betas[0], c.betas[1])  # the config checked that there are two
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=self.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=self.betas)
         self.shuffle_gen = torch.Generator().manual_seed(c.seed)
         self.noise_gen = torch.Generator(device=device).manual_seed(c.seed + 1)
         self.fixed_z = torch.randn(c.grid_n, c.model.z_dim, generator=torch.Generator().manual_seed(c.seed + 2))
@@ -295,7 +324,7 @@ class _GanRun:
         """A copy of G after ``dg.train_k`` Adam steps minimizing ``V(G', D)`` against the current D (frozen)."""
         c = self.cfg
         g_w = self._scratch("g_w", self.G)
-        opt = torch.optim.Adam(g_w.parameters(), lr=c.dg.lr or c.lr_g, betas=tuple(c.betas))
+        opt = torch.optim.Adam(g_w.parameters(), lr=c.dg.lr or c.lr_g, betas=self.betas)
         _set_trainable(self.D, False)
         for _ in range(c.dg.train_k):
             z = self._z(batch_size)
@@ -312,7 +341,7 @@ class _GanRun:
         """A copy of D after ``dg.train_k`` Adam steps maximizing ``V(G, D')`` on the latest real batch."""
         c = self.cfg
         d_w = self._scratch("d_w", self.D)
-        opt = torch.optim.Adam(d_w.parameters(), lr=c.dg.lr or c.lr_d, betas=tuple(c.betas))
+        opt = torch.optim.Adam(d_w.parameters(), lr=c.dg.lr or c.lr_d, betas=self.betas)
         x = self._last_real[:batch_size]
         for _ in range(c.dg.train_k):
             z = self._z(len(x))
@@ -340,8 +369,10 @@ class _GanRun:
     def _duality_gap(self) -> dict:
         c = self.cfg
         gen = torch.Generator(device=self.device).manual_seed(c.seed + 1000 + self.g_steps)  # training RNG untouched
+        if self.heldout is None:  # loaded exactly when dg.every is set, the only way here
+            raise RuntimeError("the duality gap needs held-out images (dg.every)")
         res = duality_gap(self.G, self.D, self.heldout, k=c.dg.k, lr=c.dg.lr or c.lr_d, batch_size=c.batch_size,
-                          generator=gen, betas=tuple(c.betas))
+                          generator=gen, betas=self.betas)
         return {**res, "g_step": self.g_steps}
 
     def _on_duality_gap(self, res: dict, epoch: int) -> None:
@@ -352,9 +383,9 @@ class _GanRun:
             self.best_dg = {"dg": res["dg"], "g_step": res["g_step"], "epoch": epoch}
             self._best_nets = (cpu_state(self.sampler), cpu_state(self.D))
 
-    def _write_best(self) -> None:
-        """``generator_best_dg.safetensors`` (+ D) for a new lowest duality gap found this epoch."""
-        if self._best_nets is None:
+    def _write_best(self, out: Path) -> None:
+        """``generator_best_dg.safetensors`` (+ D) in ``out`` for a new lowest duality gap found this epoch."""
+        if self._best_nets is None or self.best_dg is None:  # (both are set together)
             return
         g, d = copy.deepcopy(self.sampler).cpu(), copy.deepcopy(self.D).cpu()
         g.load_state_dict(self._best_nets[0])
@@ -362,7 +393,6 @@ class _GanRun:
         meta = {"dataset": self.cfg.data.dataset, "input_shape": list(self.train.image_shape),
                 "config": self.cfg_dict, "selected_by": "lowest duality gap", **{f"best_{k}": v
                                                                                 for k, v in self.best_dg.items()}}
-        out = self.folder.out
         save_gan_net(g, out / "generator_best_dg.safetensors", "generator", ema=self.G_ema is not None, **meta)
         save_gan_net(d, out / "discriminator_best_dg.safetensors", "discriminator", **meta)
         self._best_nets = None
@@ -373,14 +403,14 @@ class _GanRun:
     def sampler(self) -> DCGANGenerator:
         return self.G_ema if self.G_ema is not None else self.G
 
-    def _write_samples(self, epoch: int) -> None:
+    def _write_samples(self, epoch: int, out: Path) -> None:
         g = self.sampler
         was = g.training
         g.eval()
         with torch.no_grad():
             x = torch.cat([g(z.to(self.device)) for z in self.fixed_z.split(256)])
         g.train(was)
-        atomic_write_bytes(self.folder.out / f"samples_epoch{epoch:03d}.png",
+        atomic_write_bytes(out / f"samples_epoch{epoch:03d}.png",
                            sample_grid_png(x, f"epoch {epoch}, {self.cfg.loss} loss"))
 
     def _meta(self, metrics: dict) -> dict:
@@ -413,8 +443,8 @@ class _GanRun:
             metrics = self._train_epoch(epoch, progress=progress)
             self.folder.append_metrics(metrics)
             self.epoch = epoch
-            if self.folder.writes:
-                self._write_epoch(epoch)
+            if self.folder.writes and self.folder.out is not None:  # (writes implies a folder)
+                self._write_epoch(epoch, self.folder.out)
             if main:
                 log.info("epoch %d: %s", epoch, json.dumps(metrics))
                 if on_epoch is not None:
@@ -422,7 +452,7 @@ class _GanRun:
         _set_trainable(self.G, True)
         _set_trainable(self.D, True)
         final = self.sampler
-        if self.folder.writes:
+        if self.folder.writes and self.folder.out is not None:
             meta = self._meta(metrics)
             save_gan_net(final, self.folder.out / "generator.safetensors", "generator", ema=self.G_ema is not None,
                          **meta)
@@ -465,20 +495,21 @@ class _GanRun:
                    "gp": gp_sum / max(n_d, 1) if c.loss == "wgan" and c.gp_weight > 0 else None,
                    "d_steps": self.d_steps, "g_steps": self.g_steps,
                    "time_s": round(time.perf_counter() - t0, 3)}
-        if self.last_dg is not None:
+        if self.last_dg is not None and self.best_dg is not None:  # (both are set by the first estimate)
             metrics.update(dg=self.last_dg["dg"], dg_g_step=self.last_dg["g_step"],
                            dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"],
                            best_dg=self.best_dg["dg"], best_dg_g_step=self.best_dg["g_step"])
         return metrics
 
-    def _write_epoch(self, epoch: int) -> None:
-        """Rank 0's files after an epoch: the sample grid, the curves, a new best-gap pair and ``last.ckpt``."""
-        c, out = self.cfg, self.folder.out
+    def _write_epoch(self, epoch: int, out: Path) -> None:
+        """Rank 0's files in ``out`` after an epoch: the sample grid, the curves, a new best-gap pair and
+        ``last.ckpt``."""
+        c = self.cfg
         if c.sample_every and (epoch % c.sample_every == 0 or epoch == c.epochs):
-            self._write_samples(epoch)
+            self._write_samples(epoch, out)
         atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
         if self.dg_curve:
             atomic_write_bytes(out / "dg.png", loss_curves_png(
                 {"dg": self.dg_curve}, title=f"duality gap, every {c.dg.every} G steps"))
-        self._write_best()
+        self._write_best(out)
         self.folder.save_checkpoint(self._state())

@@ -6,14 +6,23 @@ and one resolver from a model spec (a checkpoint or a name) to a model.
 >>> m = create_model("lenet", num_classes=10, in_chans=1, input_size=28, mean=[0.1307], std=[0.3081])
 """
 
+from advkit.models import discriminator as _discriminator  # noqa: F401  registers "gan_discriminator"
+from advkit.models import spectral as _spectral  # noqa: F401  registers the "spectral" detector
+from advkit.models.checkpoint import (
+    RUN_CHECKPOINT,
+    checkpoint_file,
+    load,
+    load_discriminator,
+    load_generator,
+    read_gan_metadata,
+    read_metadata,
+    save,
+    save_gan_net,
+)
+from advkit.models.ensemble import ensemble  # registers "ensemble"
 from advkit.models.factory import create_model, list_models, register_model
-from advkit.models.checkpoint import (RUN_CHECKPOINT, checkpoint_file, load, load_discriminator, load_generator,
-                                     read_gan_metadata, read_metadata, save, save_gan_net)
+from advkit.models.resolve import check_model_fits, resolve_model
 from advkit.models.wrappers import Normalized
-from advkit.models import spectral as _spectral  # noqa: E402,F401  registers the "spectral" detector
-from advkit.models import discriminator as _discriminator  # noqa: E402,F401  registers "gan_discriminator"
-from advkit.models.ensemble import ensemble  # noqa: E402  registers "ensemble"
-from advkit.models.resolve import check_model_fits, resolve_model  # noqa: E402
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "checkpoint_file",
            "RUN_CHECKPOINT", "Normalized", "ensemble", "save_gan_net", "load_generator", "load_discriminator",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,7 +29,8 @@ FORMAT = 1
 MODEL_KINDS = ("classifier", "detector")  # advkit models (f(x in [0,1]) -> logits), loaded by load()
 GAN_KINDS = ("generator", "discriminator")  # DCGAN nets, loaded by load_generator / load_discriminator
 KINDS = MODEL_KINDS + GAN_KINDS
-_GAN_CLASS = {"generator": DCGANGenerator, "discriminator": DCGANDiscriminator}
+_GAN_CLASS: dict[str, type[DCGANGenerator] | type[DCGANDiscriminator]] = {"generator": DCGANGenerator,
+                                                                          "discriminator": DCGANDiscriminator}
 
 RUN_CHECKPOINT = "model.safetensors"  # the final model a training run folder holds
 
@@ -119,15 +120,32 @@ def save(model: Normalized, path: str | os.PathLike, *, kind: str = "classifier"
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
-    """``path`` as a checkpoint file: a training run folder (``advkit train ... --out DIR``) becomes
-    ``DIR/model.safetensors``; anything else is returned as given (whether it exists is the caller's check)."""
+    """``path`` as a checkpoint file.
+
+    Args:
+        path: a checkpoint file or a training run folder (``advkit train ... --out DIR``).
+
+    Returns:
+        ``DIR/model.safetensors`` for a folder; anything else as given (whether it exists is the caller's
+        check).
+    """
     path = Path(path)
     return path / RUN_CHECKPOINT if path.is_dir() else path
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata stored in an advkit model checkpoint's header (a file or a run folder, see
-    :func:`checkpoint_file`); errors if it is not one (GAN checkpoints included)."""
+    """The metadata stored in an advkit model checkpoint's header.
+
+    Args:
+        path: a checkpoint file or a run folder (see :func:`checkpoint_file`).
+
+    Returns:
+        The metadata: ``model`` (the architecture), ``normalization``, ``kind`` and what the writer added.
+
+    Raises:
+        AdvkitError: not an advkit model checkpoint (GAN checkpoints included), or one whose architecture
+            is incomplete.
+    """
     path = checkpoint_file(path)
     meta = _read_header(path)
     if isinstance(meta, dict) and meta.get("kind") in GAN_KINDS:
@@ -143,8 +161,18 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Normalized:
-    """Rebuild the model from the checkpoint's metadata (a file or a run folder, see :func:`checkpoint_file`),
-    load its weights, return it in eval mode; ``.meta`` holds the metadata."""
+    """Rebuild a model from its checkpoint's metadata and load its weights; no pickled code runs.
+
+    Args:
+        path: a checkpoint file or a run folder (see :func:`checkpoint_file`).
+        device: where the model goes.
+
+    Returns:
+        The model in eval mode; ``.meta`` holds the metadata.
+
+    Raises:
+        AdvkitError: not an advkit model checkpoint, or weights that do not fit the architecture.
+    """
     from advkit.models.factory import create_model
 
     path = checkpoint_file(path)
@@ -154,7 +182,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Normali
                          input_size=spec["input_size"], mean=norm.get("mean"), std=norm.get("std"),
                          **spec.get("kwargs", {}))
     _load_weights(model, path, f"architecture {spec['arch']!r}")
-    model.meta = meta  # type: ignore[attr-defined]
+    model.meta = meta
     return model.to(device).eval()
 
 
@@ -188,7 +216,18 @@ def save_gan_net(net: nn.Module, path: str | os.PathLike, kind: str, **metadata:
 
 
 def read_gan_metadata(path: str | os.PathLike, kind: str) -> dict:
-    """The metadata of the GAN checkpoint at ``path``, which must hold a ``kind`` net; errors otherwise."""
+    """The metadata of a GAN checkpoint.
+
+    Args:
+        path: the ``.safetensors`` file.
+        kind: ``generator`` or ``discriminator``: what the file must hold.
+
+    Returns:
+        The metadata, with the net's ``spec``.
+
+    Raises:
+        AdvkitError: not a GAN checkpoint, one of the other kind, or one without the net's spec.
+    """
     path = Path(path)
     meta = _read_header(path)
     if not isinstance(meta, dict):
@@ -213,16 +252,39 @@ def _load_gan_net(path: str | os.PathLike, kind: str, device: str | torch.device
     if not isinstance(net, _GAN_CLASS[kind]):
         raise AdvkitError(f"{path}: its spec builds a {type(net).__name__}, not a {kind}")
     _load_weights(net, Path(path), f"{kind} spec")
-    net.meta = meta  # type: ignore[attr-defined]
+    net.meta = meta  # type: ignore[assignment]  # torch's stub allows only tensors and modules here
     return net.to(device).eval()
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> DCGANGenerator:
-    """The generator saved at ``path``, in eval mode on ``device``; ``.meta`` holds its metadata."""
-    return _load_gan_net(path, "generator", device)  # type: ignore[return-value]
+    """The generator saved at ``path`` (by :func:`save_gan_net`); no pickled code runs.
+
+    Args:
+        path: the ``.safetensors`` file.
+        device: where the generator goes.
+
+    Returns:
+        The generator in eval mode; ``.meta`` holds its metadata.
+
+    Raises:
+        AdvkitError: not a generator checkpoint, or weights that do not fit its spec.
+    """
+    return cast(DCGANGenerator, _load_gan_net(path, "generator", device))  # the class is checked on loading
 
 
 def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cpu") -> DCGANDiscriminator:
-    """The discriminator saved at ``path`` (raw-logit output; wrap in ``TwoLogit`` for a 2-class model)."""
-    return _load_gan_net(path, "discriminator", device)  # type: ignore[return-value]
+    """The discriminator saved at ``path`` (by :func:`save_gan_net`); no pickled code runs.
+
+    Args:
+        path: the ``.safetensors`` file.
+        device: where the discriminator goes.
+
+    Returns:
+        The discriminator in eval mode, one raw logit per image (wrap it in ``TwoLogit`` for a 2-class
+        model); ``.meta`` holds its metadata.
+
+    Raises:
+        AdvkitError: not a discriminator checkpoint, or weights that do not fit its spec.
+    """
+    return cast(DCGANDiscriminator, _load_gan_net(path, "discriminator", device))  # checked on loading
 

@@ -47,11 +47,22 @@ def _check_ints(minimum: int, **values: int) -> None:
 def dcgan_init_(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
     """DCGAN initialisation in place: conv weights ~ N(0, 0.02), BatchNorm weights ~ N(1, 0.02), biases 0.
 
-    Works on spectral-normalized convs too (it initialises the unnormalized weight). Returns ``module``.
+    Works on spectral-normalized convs too (it initialises the unnormalized weight).
+
+    Args:
+        module: the net; every conv, transposed conv, linear and affine BatchNorm layer in it is set.
+        generator: the random stream; ``None``: torch's global one.
+
+    Returns:
+        ``module``.
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            w = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            if parametrize.is_parametrized(m, "weight"):
+                # the stub types a module's dynamic attributes as Tensor | Module; this one is the weight tensor
+                w: torch.Tensor = m.parametrizations.weight.original  # type: ignore[union-attr,assignment]
+            else:
+                w = m.weight
             w.normal_(0.0, 0.02, generator=generator)
             if m.bias is not None:
                 m.bias.zero_()
@@ -117,7 +128,18 @@ class DCGANGenerator(nn.Module):
         """``n`` images from z ~ N(0, I). Runs with autograd on (wrap in ``torch.no_grad()`` to just look).
 
         z is drawn on ``generator``'s device when one is given (so a CPU generator seeds a GPU model), and
-        lands on ``device`` (default: the model's device).
+        lands on ``device``.
+
+        Args:
+            n: how many images, >= 1.
+            generator: the random stream for z; ``None``: torch's global one.
+            device: where z and the images go; default the model's device.
+
+        Returns:
+            Images [n, channels, img_size, img_size] in [0,1].
+
+        Raises:
+            AdvkitError: ``n`` < 1.
         """
         if n < 1:
             raise AdvkitError(f"n must be >= 1, got {n}")
@@ -209,7 +231,17 @@ _ARCHS: dict[str, Callable[..., nn.Module]] = {"dcgan_generator": DCGANGenerator
 
 
 def build_gan_net(spec: dict) -> nn.Module:
-    """Rebuild a network (freshly initialised) from its ``spec`` dict, e.g. one read from a checkpoint."""
+    """Rebuild a network, freshly initialised, from its ``spec``.
+
+    Args:
+        spec: a net's ``spec`` dict (``arch`` and its arguments), e.g. one read from a checkpoint.
+
+    Returns:
+        The net: a generator, a discriminator or a ``TwoLogit`` around one.
+
+    Raises:
+        AdvkitError: not a spec, an unknown architecture, or arguments it does not take.
+    """
     if not isinstance(spec, dict) or "arch" not in spec:
         raise AdvkitError(f"a GAN net spec is a dict with an 'arch' key, got {spec!r}")
     kwargs = dict(spec)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -53,14 +53,15 @@ class DiscriminatorDetector(nn.Module):
             raise AdvkitError(f"gan_discriminator: freeze must be true or false, got {freeze!r}")
         if num_classes < 2:
             raise AdvkitError(f"gan_discriminator needs at least 2 classes (real, fake), got {num_classes}")
-        last = d.net[-1]
+        last = cast(nn.Conv2d, d.net[-1])  # D's net always ends with its logit conv
         self.channels, self.img_size, self.freeze = d.channels, d.img_size, freeze
         self.features = d.net[:-1]  # keeps D's layer indices, so state-dict names read features.<i>.*
         side = last.kernel_size[0]  # D's last conv covers the whole (side x side) penultimate map
         self.head = nn.Linear(last.in_channels * side * side, num_classes)
         if num_classes == 2:  # (d/2, -d/2): the softmax equals sigmoid(d), as TwoLogit
             with torch.no_grad():
-                w, b = last.weight.detach().flatten(), last.bias.detach()
+                w = last.weight.detach().flatten()
+                b = last.bias.detach() if last.bias is not None else w.new_zeros(1)  # no bias: a zero one
                 self.head.weight.copy_(torch.stack([w, -w]) / 2)
                 self.head.bias.copy_(torch.cat([b, -b]) / 2)
         # how create_model rebuilds this net with no file: D's architecture, the weights come from the checkpoint
@@ -70,6 +71,14 @@ class DiscriminatorDetector(nn.Module):
             self.features.eval()
 
     def train(self, mode: bool = True) -> DiscriminatorDetector:
+        """As ``nn.Module.train``, but frozen features stay in eval mode (BatchNorm keeps D's statistics).
+
+        Args:
+            mode: training mode on or off.
+
+        Returns:
+            ``self``.
+        """
         super().train(mode)
         if self.freeze:  # frozen features: BatchNorm keeps D's running statistics
             self.features.eval()
@@ -128,9 +137,21 @@ def _gan_discriminator(num_classes: int, in_chans: int, input_size: int, discrim
 
 
 def discriminator_detector(discriminator: str | os.PathLike, *, freeze: bool = True) -> Normalized:
-    """The ``gan_discriminator`` model over the discriminator at ``discriminator`` (a file or a GAN run folder),
-    image shape taken from D, spec made portable (D's architecture instead of the path), ready for
-    :func:`advkit.models.save`."""
+    """The ``gan_discriminator`` detector over a trained DCGAN discriminator, ready for :func:`advkit.models.save`.
+
+    The image shape is taken from D; the spec records D's architecture instead of the path, so a saved
+    detector loads without D's file.
+
+    Args:
+        discriminator: a ``discriminator.safetensors``, or the GAN run folder holding one.
+        freeze: train the new head only (D's features frozen, BatchNorm in eval mode).
+
+    Returns:
+        The detector, ``f(x in [0,1]) -> logits [N, 2]`` (0 real, 1 fake).
+
+    Raises:
+        AdvkitError: not a discriminator checkpoint.
+    """
     from advkit.models.checkpoint import read_gan_metadata
 
     spec = read_gan_metadata(_resolve(discriminator), "discriminator")["spec"]

@@ -11,7 +11,7 @@ not against one member at a time.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 from torch import nn
@@ -39,7 +39,14 @@ class Ensemble(nn.Module):
 
 
 def member_spec(model: Normalized) -> dict:
-    """What rebuilds ``model`` as an ensemble member: its architecture spec and its normalization."""
+    """What rebuilds ``model`` as an ensemble member.
+
+    Args:
+        model: an advkit model.
+
+    Returns:
+        Its architecture spec and its normalization, as the ensemble's spec records them.
+    """
     return {**model.spec, "normalization": model.normalization}
 
 
@@ -63,9 +70,18 @@ def _ensemble(num_classes: int, in_chans: int, input_size: int, members: Sequenc
 
 
 def ensemble(models: Sequence[Normalized]) -> Normalized:
-    """One model averaging the logits of ``models`` (built by :func:`advkit.models.create_model` or loaded;
-    same number of classes, channels and input size). The weights are copied; the result is on the first
-    model's device, in eval mode, and saves and loads like any advkit model."""
+    """One model averaging the logits of ``models``; it saves and loads like any advkit model.
+
+    Args:
+        models: advkit models (from :func:`advkit.models.create_model` or loaded) with the same number of
+            classes, channels and input size; their weights are copied.
+
+    Returns:
+        The ensemble, on the first model's device, in eval mode.
+
+    Raises:
+        AdvkitError: no models, a member that is not an advkit model, or members of different shapes.
+    """
     models = list(models)
     if not models:
         raise AdvkitError("an ensemble needs at least one model")
@@ -77,7 +93,7 @@ def ensemble(models: Sequence[Normalized]) -> Normalized:
             raise AdvkitError(f"ensemble member {i} ({m.spec.get('arch')}) differs from member 0 in classes, "
                               f"channels or input size")
     ens = create_model("ensemble", **{k: first[k] for k in SHAPE_KEYS}, members=[member_spec(m) for m in models])
-    for target, m in zip(ens.net.members, models):
+    for target, m in zip(cast(Ensemble, ens.net).members, models):
         target.load_state_dict(m.state_dict())
     device = next(models[0].parameters()).device
     return ens.to(device).eval()

@@ -20,12 +20,30 @@ TIMM = register_family("timm", "model", "NAME")  # timm:NAME, any architecture t
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
-    """Register ``builder(num_classes, in_chans, input_size, **kw) -> nn.Module`` under ``name``."""
+    """Decorator: register a model builder under ``name``.
+
+    Args:
+        name: the model's name for :func:`create_model`.
+
+    Returns:
+        A decorator taking ``builder(num_classes, in_chans, input_size, **kw) -> nn.Module`` (the raw net,
+        which takes normalized input) and returning it unchanged.
+
+    Raises:
+        KeyError: ``name`` is already registered.
+    """
     return _MODELS.register(name)
 
 
 def list_models(include_timm: bool = False) -> list[str]:
-    """Registered names; ``timm:NAME`` works for every name in ``timm.list_models()`` as well."""
+    """The names :func:`create_model` takes.
+
+    Args:
+        include_timm: also list every ``timm:NAME`` (``timm:NAME`` works without being listed).
+
+    Returns:
+        The registered names, sorted, then the timm ones.
+    """
     names = _MODELS.names()
     if include_timm:
         import timm
@@ -77,6 +95,7 @@ def _load_local_weights(net: nn.Module, path: Path) -> None:
     fit (a classifier for another class count) are left at their initialisation."""
     if not path.is_file():
         raise AdvkitError(f"pretrained weights file not found: {path}")
+    state: object  # a tensor dict from safetensors, anything from torch.load until checked
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         state = load_file(str(path))
@@ -98,10 +117,24 @@ def _load_local_weights(net: nn.Module, path: Path) -> None:
 def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, input_size: int = 28,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  **kwargs) -> Normalized:
-    """Build model ``name`` (registered, or ``timm:NAME``) wrapped to take [0,1] input and return logits.
+    """Build model ``name`` wrapped to take images in [0,1] and return logits, freshly initialised.
 
-    ``mean``/``std`` (per channel, in [0,1] pixel units) set the wrapper's normalization; ``None`` means
-    none. Extra ``kwargs`` go to the builder (e.g. ``width``, or ``pretrained_file`` for timm models).
+    Args:
+        name: a registered name (:func:`list_models`) or ``timm:NAME``.
+        num_classes: K, the number of logits.
+        in_chans: C, the input channels.
+        input_size: the input's side S (square images [N, C, S, S]).
+        mean: per-channel mean in [0,1] pixel units, for the wrapper's normalization; ``None``: none.
+        std: per-channel standard deviation in [0,1] pixel units.
+        **kwargs: for the builder (e.g. ``width``, or ``pretrained_file`` for timm models); ``None``
+            values are dropped, so the builder's defaults hold.
+
+    Returns:
+        The model, ``f(x [N, C, S, S] in [0,1]) -> logits [N, K]``, with its ``spec`` for checkpoints.
+
+    Raises:
+        AdvkitError: an unknown name, sizes that are not positive, a normalization of another channel
+            count, or arguments the builder does not take.
     """
     if num_classes < 1 or in_chans < 1 or input_size < 1:
         raise AdvkitError("num_classes, in_chans and input_size must be positive")

@@ -9,8 +9,8 @@ from torch import nn
 
 
 class LeNet(nn.Module):
-    """LeNet-style net (two 5x5 conv + pool blocks, two linear layers): ~99% on MNIST in two epochs,
-    cheap enough to train and attack on a laptop CPU."""
+    """LeNet-style net (two 5x5 conv + pool blocks, two linear layers) for MNIST-sized inputs, cheap enough
+    to train and attack on a laptop CPU."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 28, width: int = 32):
         super().__init__()
@@ -47,6 +47,8 @@ class SmallCNN(nn.Module):
 
 
 class PreActBlock(nn.Module):
+    """A pre-activation residual block (He et al. 2016): BN-ReLU-conv twice, plus the shortcut."""
+
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):

@@ -47,15 +47,28 @@ class Notes:
     default_loaded: str | None = None
 
     def tell(self, say: Callable[[str], None], which: str, **fields: object) -> None:
-        """``say`` the note named ``which``, filled with ``fields``; nothing when that note is None."""
+        """``say`` the note named ``which``, filled with ``fields``; nothing when that note is None.
+
+        Args:
+            say: where the note goes (a logger's method, the CLI's echo).
+            which: the note's field name (``loaded``, ``random_init``, ...).
+            **fields: the values of the note's ``{spec}`` and ``{path}``.
+        """
         note = getattr(self, which)
         if note is not None:
             say(note.format(**fields))
 
 
 def names_a_checkpoint(spec: str) -> bool:
-    """Whether ``spec`` is read as a checkpoint path rather than a model name: a checkpoint suffix, an
-    existing path, or a ``/`` (a path that does not exist yet is "not found", not an unknown name)."""
+    """Whether ``spec`` is read as a checkpoint path rather than a model name.
+
+    Args:
+        spec: a model spec as a user wrote it.
+
+    Returns:
+        True for a checkpoint suffix, an existing path, or a ``/`` (a path that does not exist yet is
+        "not found", not an unknown name).
+    """
     return Path(spec).suffix in CHECKPOINT_SUFFIXES or Path(spec).exists() or "/" in spec
 
 

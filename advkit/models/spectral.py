@@ -45,6 +45,10 @@ class SpectralDetector(nn.Module):
     ``eps`` (default 1e-6) sits near the power of 8-bit quantization noise per coefficient.
     """
 
+    # buffers, declared for the type checker (torch types unknown module attributes as Tensor | Module)
+    luma: torch.Tensor
+    rings: torch.Tensor  # only with radial=True
+
     def __init__(self, in_chans: int = 3, input_size: int = 32, num_classes: int = 2, head: str = "linear",
                  radial: bool = False, gray: bool = True, width: int = 8, eps: float = 1e-6):
         super().__init__()
@@ -79,7 +83,17 @@ class SpectralDetector(nn.Module):
             pool(8 if self.radial else 4), nn.Flatten(), nn.Linear(2 * width * cells, num_classes))
 
     def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """The centred log power spectrum [N, C', H, W] (or its rings [N, C', B] with ``radial``)."""
+        """The centred log power spectrum the head sees, before standardization.
+
+        Args:
+            x: images [N, C, S, S] in [0,1], C and S as built.
+
+        Returns:
+            [N, C', S, S], or its ring averages [N, C', B] with ``radial`` (C' = 1 with ``gray``).
+
+        Raises:
+            AdvkitError: another input shape.
+        """
         if x.ndim != 4 or x.shape[1] != self.in_chans or x.shape[2:] != (self.input_size, self.input_size):
             raise AdvkitError(f"spectral detector expects [N, {self.in_chans}, {self.input_size}, "
                               f"{self.input_size}], got {list(x.shape)}")

@@ -14,7 +14,18 @@ class Normalized(nn.Module):
     Normalization lives here, never in the data or the attack, so attacks work in pixel units.
     ``spec`` records how the model was built (architecture name and factory arguments); checkpoints
     store it so :func:`advkit.models.load` can rebuild the model from metadata alone.
+
+    Args:
+        net: the network; takes normalized images, returns logits ``[N, K]``.
+        mean: per-channel mean, in [0,1] pixel units; ``None`` with ``std`` ``None``: no normalization.
+        std: per-channel standard deviation, in [0,1] pixel units.
+        spec: how the model was built, stored in checkpoints.
     """
+
+    # buffers, declared for the type checker (torch types unknown module attributes as Tensor | Module)
+    mean: torch.Tensor
+    std: torch.Tensor
+    meta: dict  # only on a model from advkit.models.load: the checkpoint's metadata
 
     def __init__(self, net: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  spec: dict | None = None):

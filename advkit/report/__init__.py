@@ -15,9 +15,26 @@ from advkit.report.envelope import build_report, environment
 from advkit.report.html import to_html
 from advkit.report.junit import to_junit
 from advkit.report.markdown import to_markdown
-from advkit.report.schema import (SCHEMA, SCHEMA_VERSION, AttackAtEps, AttackResult, Check, DataInfo, Detection,
-                                  Environment, Example, Gate, ModelEntry, Report, ThreatModel, Timing, WorstCase,
-                                  as_dict, load_report, validate)
+from advkit.report.schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    AttackAtEps,
+    AttackResult,
+    Check,
+    DataInfo,
+    Detection,
+    Environment,
+    Example,
+    Gate,
+    ModelEntry,
+    Report,
+    ThreatModel,
+    Timing,
+    WorstCase,
+    as_dict,
+    load_report,
+    validate,
+)
 from advkit.runtime.io import atomic_write_text
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "AttackAtEps", "AttackResult", "Check", "DataInfo", "Detection", "DiffResult",
@@ -37,15 +54,33 @@ def _nan_to_null(x: Any) -> Any:
 
 
 def to_json(report: Report | dict[str, Any]) -> str:
-    """The report as strict JSON (indent 2): NaN and infinities become null."""
+    """The report as strict JSON.
+
+    Args:
+        report: the report (typed, or its dict).
+
+    Returns:
+        JSON text, indented by 2, ending in a newline; NaN and infinities become null.
+    """
     return json.dumps(_nan_to_null(as_dict(report)), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 def write_reports(report: Report | dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
-    """Validate ``report`` and write ``report.json``, ``report.md``, ``report.html`` and ``junit.xml`` into
-    ``out_dir`` (created if needed). Everything is rendered before anything is written, so a bad report
-    writes nothing; each file is written atomically, ``report.json`` last (its presence means the set is
-    complete). Returns the paths written."""
+    """Validate ``report`` and write ``report.json``, ``report.md``, ``report.html`` and ``junit.xml``.
+
+    Everything is rendered before anything is written, so a bad report writes nothing; each file is written
+    atomically, ``report.json`` last (its presence means the set is complete).
+
+    Args:
+        report: the report (typed, or its dict).
+        out_dir: the folder to write into (created if needed).
+
+    Returns:
+        The paths written, ``report.json`` last.
+
+    Raises:
+        AdvkitError: the report is not valid (the message names where the first problem is).
+    """
     report = as_dict(report)
     validate(report)
     files = {"report.md": to_markdown(report), "report.html": to_html(report), "junit.xml": to_junit(report),

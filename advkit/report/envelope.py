@@ -14,8 +14,15 @@ from advkit.report.schema import SCHEMA, SCHEMA_VERSION, DataInfo, Environment, 
 
 
 def environment(device: torch.device, world: int) -> dict[str, Any]:
-    """Versions, platform and device of this run (the report's ``environment``); ``world`` is the number of
-    processes."""
+    """Versions, platform and device of this run: the report's ``environment``.
+
+    Args:
+        device: where the run ran (a CUDA device is named with its model).
+        world: the number of processes.
+
+    Returns:
+        ``advkit``, ``torch``, ``python``, ``platform``, ``device`` and ``world_size``.
+    """
     dev = str(device)
     if device.type == "cuda":
         dev += f" ({torch.cuda.get_device_name(device)})"

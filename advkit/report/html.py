@@ -9,8 +9,22 @@ import math
 import re
 from typing import Any
 
-from advkit.report.schema import (Report, as_dict, at_eps, eps_label, failing_gates, finite, gate_value, headline,
-                                  pct, same_eps, seconds, source_label)
+from advkit.report.schema import (
+    Report,
+    as_dict,
+    at_eps,
+    eps_label,
+    failing_gates,
+    finite,
+    gate_value,
+    headline,
+    num_ci,
+    pct,
+    pct_ci,
+    same_eps,
+    seconds,
+    source_label,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -65,14 +79,29 @@ def _ticks(hi: float, n: int = 5) -> list[float]:
     return [i * step for i in range(math.ceil(hi / step - 1e-9) + 1)]
 
 
-def _series(tm: dict[str, Any], clean_acc: Any) -> list[tuple[str, str, float, list[tuple[float, float]]]]:
-    """(label, colour, stroke width, points) per attack and a last, thick one for the worst case. Every line
-    starts at eps 0 with the clean accuracy (no budget, no change); points that are not numbers are skipped."""
-    start = [] if finite(clean_acc) is None or any(same_eps(e, 0) for e in tm["eps"]) else [(0.0, clean_acc)]
+Point = tuple[float, float, "tuple[float, float] | None"]  # eps, accuracy, its interval (lo, hi) or None
 
-    def points(entries: list[dict[str, Any]]) -> list[tuple[float, float]]:
-        pts = [(e, (at_eps(entries, e) or {}).get("robust_acc")) for e in tm["eps"]]
-        return [(float(x), min(max(float(y), 0.0), 1.0)) for x, y in start + pts
+
+def _interval(ci: Any) -> tuple[float, float] | None:
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return None
+    lo, hi = finite(ci[0]), finite(ci[1])
+    if lo is None or hi is None:
+        return None
+    return min(max(lo, 0.0), 1.0), min(max(hi, 0.0), 1.0)
+
+
+def _series(tm: dict[str, Any], clean_acc: Any, clean_ci: Any = None) -> list[tuple[str, str, float, list[Point]]]:
+    """(label, colour, stroke width, points) per attack and a last, thick one for the worst case. Every line
+    starts at eps 0 with the clean accuracy (no budget, no change); points that are not numbers are skipped.
+    A point carries its 95% interval when the report has one (drawn as an error bar)."""
+    start = [] if finite(clean_acc) is None or any(same_eps(e, 0) for e in tm["eps"]) else \
+        [(0.0, clean_acc, clean_ci)]
+
+    def points(entries: list[dict[str, Any]]) -> list[Point]:
+        pts = [(e, (at_eps(entries, e) or {}).get("robust_acc"), (at_eps(entries, e) or {}).get("robust_acc_ci"))
+               for e in tm["eps"]]
+        return [(float(x), min(max(float(y), 0.0), 1.0), _interval(ci)) for x, y, ci in start + pts
                 if finite(x) is not None and finite(y) is not None]
 
     out = [(str(a["label"]), _PALETTE[i % len(_PALETTE)], 1.6, points(a["results"]))
@@ -90,10 +119,11 @@ def _legend_row(i: int, label: str, colour: str, stroke: float, max_chars: int) 
             f'<text x="{lx + 28}" y="{y + 4:.1f}"><title>{_e(label)}</title>{_e(short)}</text>')
 
 
-def _plot(tm: dict[str, Any], clean_acc: Any) -> str:
-    """Robust accuracy against eps as an inline SVG line plot with axes, ticks, grid and legend."""
-    series = _series(tm, clean_acc)
-    xs = [x for *_, pts in series for x, _ in pts]
+def _plot(tm: dict[str, Any], clean_acc: Any, clean_ci: Any = None) -> str:
+    """Robust accuracy against eps as an inline SVG line plot with axes, ticks, grid, legend and, where the
+    report has them, 95% intervals as error bars."""
+    series = _series(tm, clean_acc, clean_ci)
+    xs = [x for *_, pts in series for x, _, _ in pts]
     x_ticks = _ticks(max(xs) if xs and max(xs) > 0 else 1.0)
     x_hi = x_ticks[-1]
     width = _ML + _PW + _MR + _LEGEND_W
@@ -124,22 +154,36 @@ def _plot(tm: dict[str, Any], clean_acc: Any) -> str:
     n_points = max((len(pts) for *_, pts in series), default=0)
     radius = 3 if n_points <= 20 else 1.5
     for label, colour, stroke, pts in series[-1:] + series[:-1]:  # the worst case under the attack lines
-        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in pts)
         parts.append(f'<g><title>{_e(label)}</title><polyline points="{coords}" fill="none" stroke="{colour}" '
                      f'stroke-width="{stroke}" stroke-linejoin="round"/>')
         r = radius * 1.5 if stroke > 2 else radius
+        parts += [_error_bar(px(x), py(ci[0]), py(ci[1]), colour, r + 1.5) for x, _, ci in pts if ci]
         parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="{r}" fill="{colour}">'
-                  f'<title>{_e(label)}, eps {x:g}: {y:.1%}</title></circle>' for x, y in pts]
+                  f'<title>{_e(label)}, eps {x:g}: {y:.1%}{_ci_title(ci)}</title></circle>' for x, y, ci in pts]
         parts.append("</g>")
     parts += [_legend_row(i, label, colour, stroke, 26) for i, (label, colour, stroke, _) in enumerate(series)]
     parts.append("</svg>")
     return "".join(parts)
 
 
+def _error_bar(x: float, y_lo: float, y_hi: float, colour: str, cap: float) -> str:
+    """A vertical error bar with caps as one SVG path (``y_lo`` is the lower accuracy: the larger y)."""
+    return (f'<path class="ci" d="M{x:.1f},{y_lo:.1f}V{y_hi:.1f}M{x - cap:.1f},{y_lo:.1f}H{x + cap:.1f}'
+            f'M{x - cap:.1f},{y_hi:.1f}H{x + cap:.1f}" stroke="{colour}" stroke-width="1" fill="none" '
+            f'opacity="0.7"/>')
+
+
+def _ci_title(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" (95% interval {ci[0]:.1%} to {ci[1]:.1%})"
+
+
 def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
     """ROC curves (false-positive rate against true-positive rate, both 0..1) as an inline SVG with the
-    chance diagonal; ``curves``: (name, {"fpr": [...], "tpr": [...]}, auc) in legend order."""
-    labels = [f"{name} (AUC {_num(auc, '.3f')})" for name, _, auc in curves]
+    chance diagonal; ``curves``: (name, {"fpr": [...], "tpr": [...]}, auc result) in legend order, where the
+    result holds ``auc`` and, when the report has it, ``auc_ci`` (shown in the legend)."""
+    labels = [f"{name} (AUC {num_ci((r or {}).get('auc'), (r or {}).get('auc_ci'), '.3f')})"
+              for name, _, r in curves]
     legend_w = max(_LEGEND_W, 40 + 8.5 * max((len(t) for t in labels), default=0))  # ~8.5 units a character
     width = round(_ML + _PW + _MR + legend_w)
     height = max(_MT + _PH + _MB, _MT + _LEGEND_ROW * (len(curves) + 1))
@@ -163,7 +207,7 @@ def _roc_plot(curves: list[tuple[str, dict[str, Any], Any]], title: str) -> str:
                  f'<text x="{_ML + _PW / 2}" y="{_MT + _PH + 36}" text-anchor="middle">false-positive rate '
                  f'(reals called fake)</text><text transform="translate(14 {_MT + _PH / 2}) rotate(-90)" '
                  f'text-anchor="middle">true-positive rate</text>')
-    for i, (name, roc, auc) in enumerate(curves):
+    for i, (_name, roc, _auc) in enumerate(curves):
         colour = "#000" if i == 0 else _PALETTE[(i - 1) % len(_PALETTE)]
         stroke = 3 if i == 0 else 1.6
         pts = [(finite(x), finite(y)) for x, y in zip(roc.get("fpr") or [], roc.get("tpr") or [])]
@@ -187,10 +231,12 @@ def _detection(det: dict[str, Any]) -> str:
             "<th>AUC, reals attacked</th></tr>")
 
     def row(name: str, r: dict[str, Any], n: Any, cls: str = "") -> str:
-        return (f'<tr{cls}><td class="text">{_e(name)}</td><td>{_num(n)}</td><td>{_num(r.get("auc"), ".4f")}</td>'
-                f'<td>{_num(r.get("ap"), ".4f")}</td><td>{pct(r.get("acc"))}</td>'
-                f'<td>{pct(r.get("acc_calibrated"))}</td><td>{pct(r.get("fakes_called_real"))}</td>'
-                f'<td>{_num(r.get("auc_reals_attacked"), ".4f")}</td></tr>')
+        return (f'<tr{cls}><td class="text">{_e(name)}</td><td>{_num(n)}</td>'
+                f'<td>{_e(num_ci(r.get("auc"), r.get("auc_ci")))}</td>'
+                f'<td>{_num(r.get("ap"), ".4f")}</td><td>{_e(pct_ci(r.get("acc"), r.get("acc_ci")))}</td>'
+                f'<td>{_e(pct_ci(r.get("acc_calibrated"), r.get("acc_calibrated_ci")))}</td>'
+                f'<td>{pct(r.get("fakes_called_real"))}</td>'
+                f'<td>{_e(num_ci(r.get("auc_reals_attacked"), r.get("auc_reals_attacked_ci")))}</td></tr>')
 
     rows = [row("clean (whole test split)", c, det.get("n_test"), ' class="worst"')]
     if sub:
@@ -208,17 +254,17 @@ def _detection(det: dict[str, Any]) -> str:
     per_gen = det.get("per_generator") or {}
     if per_gen:
         gen_rows = "".join(f'<tr><td class="text">{_e(g)}</td><td>{_num(r.get("n_fake"))}</td>'
-                           f'<td>{_num(r.get("auc"), ".4f")}</td><td>{_num(r.get("ap"), ".4f")}</td></tr>'
-                           for g, r in per_gen.items())
+                           f'<td>{_e(num_ci(r.get("auc"), r.get("auc_ci")))}</td>'
+                           f'<td>{_num(r.get("ap"), ".4f")}</td></tr>' for g, r in per_gen.items())
         parts += ["<h3>Per generator</h3>", '<p class="muted">Each source\'s fakes against all real test images.</p>',
                   "<table><tr><th class='text'>fake source</th><th>fakes</th><th>AUC</th><th>AP</th></tr>"
                   f"{gen_rows}</table>"]
     roc = det.get("roc") or {}
-    robust_auc = {f"pgd@{r.get('label', eps_label(r['eps']))}": r.get("auc") for r in det["robust"]}
-    adv = [("clean", roc["clean"], c.get("auc"))] if "clean" in roc else []
+    robust_auc = {f"pgd@{r.get('label', eps_label(r['eps']))}": r for r in det["robust"]}
+    adv = [("clean", roc["clean"], c)] if "clean" in roc else []
     adv += [(k, v, robust_auc.get(k)) for k, v in roc.items() if k.startswith("pgd@")]
-    laundered = [("clean", roc["clean"], c.get("auc"))] if "clean" in roc else []
-    laundered += [(k, roc[k], v.get("auc")) for k, v in det["laundering"].items() if k in roc]
+    laundered = [("clean", roc["clean"], c)] if "clean" in roc else []
+    laundered += [(k, roc[k], v) for k, v in det["laundering"].items() if k in roc]
     if len(adv) > 1 or (adv and len(laundered) <= 1):
         parts += ["<h3>ROC: clean and under the evasion attack</h3>", _roc_plot(adv, "ROC under attack")]
     if len(laundered) > 1:
@@ -226,15 +272,19 @@ def _detection(det: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _results_table(tm: dict[str, Any], clean_acc: Any) -> str:
+def _acc(entry: dict[str, Any] | None) -> str:
+    entry = entry or {}
+    return _e(pct_ci(entry.get("robust_acc"), entry.get("robust_acc_ci")))
+
+
+def _results_table(tm: dict[str, Any], clean_acc: Any, clean_ci: Any = None) -> str:
     cumulative = tm.get("mode") == "cascade"
     head = "".join(f"<th>{_e(a['label'])}{' (cumulative)' if cumulative else ''}</th>" for a in tm["attacks"])
     rows = []
     for eps in tm["eps"]:
-        cells = "".join(f"<td>{pct((at_eps(a['results'], eps) or {}).get('robust_acc'))}</td>"
-                        for a in tm["attacks"])
-        worst = pct((at_eps(tm["worst_case"], eps) or {}).get("robust_acc"))
-        rows.append(f"<tr><td>{_e(eps_label(eps))}</td><td>{pct(clean_acc)}</td>{cells}"
+        cells = "".join(f"<td>{_acc(at_eps(a['results'], eps))}</td>" for a in tm["attacks"])
+        worst = _acc(at_eps(tm["worst_case"], eps))
+        rows.append(f"<tr><td>{_e(eps_label(eps))}</td><td>{_e(pct_ci(clean_acc, clean_ci))}</td>{cells}"
                     f'<td class="worst">{worst}</td></tr>')
     return (f'<table><tr><th>eps</th><th>clean</th>{head}<th>worst case</th></tr>{"".join(rows)}</table>')
 
@@ -248,7 +298,7 @@ def _attack_details(tm: dict[str, Any]) -> str:
         for r in a["results"]:
             rows.append(f'<tr><td class="text" title="{title}">{_e(a["label"])}{gf}</td>'
                         f"<td>{_e(eps_label(r.get('eps')))}</td><td>{_num(r.get('attacked'))}</td>"
-                        f"<td>{_num(r.get('fooled'))}</td><td>{pct(r.get('robust_acc'))}</td>"
+                        f"<td>{_num(r.get('fooled'))}</td><td>{_acc(r)}</td>"
                         f"<td>{pct(r.get('success_rate'))}</td><td>{_num(r.get('norm_mean'), '.4g')}</td>"
                         f"<td>{_num(r.get('norm_max'), '.4g')}</td><td>{seconds(r.get('time_s'))}</td></tr>")
     return ('<details><summary>per-attack details</summary><table><tr><th class="text">attack</th><th>eps</th>'
@@ -300,7 +350,8 @@ def _gates_table(gates: list[dict[str, Any]]) -> str:
 
 def _model(m: dict[str, Any]) -> str:
     parts = [f"<section><h2>Model {_e(m['name'])}</h2>",
-             f'<p>Source <code>{_e(source_label(m["source"]))}</code>; clean accuracy <b>{pct(m["clean_acc"])}</b> on '
+             f'<p>Source <code>{_e(source_label(m["source"]))}</code>; clean accuracy <b>{pct(m["clean_acc"])}</b>'
+             f"{_e(pct_ci(m['clean_acc'], m.get('clean_acc_ci'))[len(pct(m['clean_acc'])):])} on "
              f"{_num(m['n'])} samples.</p>"]
     if m.get("detection"):
         parts.append(_detection(m["detection"]))
@@ -308,8 +359,11 @@ def _model(m: dict[str, Any]) -> str:
         mode = tm.get("mode")
         note = ("cascade: each attack runs only on the samples earlier attacks did not fool, so attack columns "
                 "are cumulative" if mode == "cascade" else "full: each attack runs on its own")
+        if any(w.get("robust_acc_ci") for w in tm["worst_case"]):
+            note += "; bars and brackets: 95% Wilson intervals"
+        ci = m.get("clean_acc_ci")
         parts += [f"<h3>{_e(tm['norm'])}</h3>", f'<p class="muted">{_e(note)}; eps 0 is the clean accuracy.</p>',
-                  _plot(tm, m["clean_acc"]), _results_table(tm, m["clean_acc"]), _attack_details(tm)]
+                  _plot(tm, m["clean_acc"], ci), _results_table(tm, m["clean_acc"], ci), _attack_details(tm)]
     parts += ["<h3>Sanity checks</h3>", _checks_table(m["checks"])]
     if m["examples"]:
         parts += ["<h3>Adversarial examples</h3>", _examples(m["examples"])]
@@ -318,7 +372,14 @@ def _model(m: dict[str, Any]) -> str:
 
 
 def to_html(report: Report | dict[str, Any]) -> str:
-    """The full report as one HTML document with no external resources."""
+    """The full report as one HTML document with no external resources.
+
+    Args:
+        report: a valid report (typed, or its dict).
+
+    Returns:
+        The HTML text.
+    """
     report = as_dict(report)
     ok = report["passed"] is True
     verdict = headline(report)

@@ -17,8 +17,15 @@ def _text(x: Any) -> str:
 
 
 def to_junit(report: Report | dict[str, Any]) -> str:
-    """``<testsuites><testsuite name="advkit.robustness">`` with a ``<testcase>`` per gate (a failing gate
-    carries a ``<failure>``); a report without gates holds one passing case named ``report``."""
+    """The report's gates as JUnit XML, for CI systems that show test results.
+
+    Args:
+        report: a valid report (typed, or its dict).
+
+    Returns:
+        ``<testsuites><testsuite name="advkit.robustness">`` with a ``<testcase>`` per gate (a failing gate
+        carries a ``<failure>``); a report without gates holds one passing case named ``report``.
+    """
     report = as_dict(report)
     gates = report["gates"]
     failures = sum(g.get("passed") is not True for g in gates)

@@ -4,6 +4,14 @@ An evaluation run produces one :class:`Report`; ``advkit.report.write_reports`` 
 ``report.md``, ``report.html`` and ``junit.xml``. Accuracies and rates are fractions in [0, 1]; times are
 seconds; any number may be ``null`` where it does not exist (``NaN`` is never written).
 
+Version 1 grows only by optional keys, left out when absent, so every version-1 report still loads and a
+reader ignores keys it does not know (they travel in ``extra``). Added since the first version-1 reports:
+``clean_acc_ci``, ``robust_acc_ci`` (95% Wilson intervals, ``[lo, hi]``, of the accuracy beside them),
+``data.fingerprint`` (a hash of the evaluated samples), compact ``per_sample.fooled_by`` strings
+(:mod:`advkit.report.paired`), ``auc_ci`` / ``acc_ci`` in detection results (DeLong / Wilson) and a gate's
+``p_value`` (McNemar, for a ``max_drop`` that requires significance). A change that old readers would
+misread gets a new ``schema_version`` instead.
+
 ``Report.from_dict`` checks a report dict (every key the writers and the diff read; one ``AdvkitError`` line
 naming where the first problem is) and ``Report.to_dict`` gives the same dict back, key order included. Keys
 this version does not model travel in each part's ``extra``.
@@ -20,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from advkit.errors import AdvkitError
+from advkit.report.stats import fmt_interval
 
 SCHEMA = "advkit.report"
 SCHEMA_VERSION = 1
@@ -89,6 +98,7 @@ class AttackAtEps(_Part):
     attacked: int | None = None         # samples the attack ran on
     fooled: int | None = None
     robust_acc: float | None            # cascade: cumulative (the suite so far); full: this attack alone
+    robust_acc_ci: list[float] | None = field(default=None, metadata=_OMIT)  # 95% Wilson interval [lo, hi]
     success_rate: float | None = None   # fooled / attacked
     norm_mean: float | None = None      # perturbation size of the successful samples (null: none succeeded)
     norm_max: float | None = None
@@ -126,6 +136,7 @@ class WorstCase(_Part):
     REQUIRED: ClassVar[tuple[str, ...]] = ("eps", "robust_acc")
     eps: float
     robust_acc: float | None
+    robust_acc_ci: list[float] | None = field(default=None, metadata=_OMIT)  # 95% Wilson interval [lo, hi]
     robust: int | None = None           # samples no attack fooled
     time_s: float | None = None
     time_saved_s: float | None = None   # attack time the cascade did not spend on samples already fooled
@@ -148,7 +159,8 @@ class ThreatModel(_Part):
     eps: list[float]                    # ascending budgets
     attacks: list[AttackResult]
     worst_case: list[WorstCase]         # one per eps
-    per_sample: dict[str, Any] | None = field(default=None, metadata=_OMIT)  # fooled_by: attack index per eps
+    # fooled_by: per eps, per sample, the first attack that fooled it (report.paired: codes, compact strings)
+    per_sample: dict[str, Any] | None = field(default=None, metadata=_OMIT)
     n: int | None = field(default=None, metadata=_OMIT)
 
     @classmethod
@@ -206,7 +218,7 @@ class Detection(_Part):
     threshold: float | None = None      # P(fake) at which a sample is called fake
     calibrated_threshold: float | None = None  # the equal-error threshold on the val split
     pgd_steps: int | None = None
-    clean: dict[str, Any]               # auc, ap, eer, acc (at the threshold), acc_calibrated
+    clean: dict[str, Any]               # auc, ap, eer, acc (at the threshold), acc_calibrated; auc_ci, acc_ci
     roc: dict[str, dict[str, Any]]      # curve name (clean, pgd@<eps>, a transform) -> fpr, tpr lists
     per_generator: dict[str, dict[str, Any]] | None = field(default=None, metadata=_OMIT)  # fake source ->
     #                                   n_fake, auc, ap (when there are several)
@@ -238,6 +250,7 @@ class ModelEntry(_Part):
     name: str
     source: str | list[str]             # checkpoint path or registry name; a list of them for an ensemble
     clean_acc: float | None
+    clean_acc_ci: list[float] | None = field(default=None, metadata=_OMIT)  # 95% Wilson interval [lo, hi]
     n: int                              # samples evaluated
     threat_models: list[ThreatModel]    # one per norm
     checks: list[Check]
@@ -267,14 +280,16 @@ class Gate(_Part):
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("name", "kind", "passed")
     name: str                           # e.g. min_robust_acc[default,linf@0.1]
-    # min_clean_acc, min_robust_acc, max_drop (against a baseline report), check (a sanity check that must
-    # pass), or for detectors min_auc, min_robust_auc, min_laundered_auc
+    # min_clean_acc, min_robust_acc, max_robust_acc (the attack-strength canary), max_drop (against a
+    # baseline report), check (a sanity check that must pass), or for detectors min_auc, min_robust_auc,
+    # min_laundered_auc
     kind: str
     model: str | None = None
     threshold: float | None = None
     value: float | str | None = None    # what was measured (null: it could not be)
     passed: bool
     message: str | None = None
+    p_value: float | None = field(default=None, metadata=_OMIT)  # McNemar's exact test (max_drop, paired)
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "gate") -> Gate:
@@ -306,6 +321,7 @@ class DataInfo(_Part):
     n: int | None = None                # samples evaluated
     num_classes: int | None = None
     shape: list[int] | None = None      # C, H, W
+    fingerprint: str | None = field(default=None, metadata=_OMIT)  # hash of the samples (report.paired)
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "data") -> DataInfo:
@@ -363,7 +379,18 @@ class Report(_Part):
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a report; every problem is one ``AdvkitError`` line that names the file."""
+    """Read and validate a report file.
+
+    Args:
+        path: a ``report.json``.
+
+    Returns:
+        The report's dict.
+
+    Raises:
+        AdvkitError: the file is missing, unreadable, not JSON or not a valid report (one line that names the
+            file).
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -387,12 +414,26 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def validate(report: Any) -> None:
-    """Check a report dict (:meth:`Report.from_dict`): ``AdvkitError`` naming where the first problem is."""
+    """Check a report dict against the schema (:meth:`Report.from_dict`).
+
+    Args:
+        report: the dict to check.
+
+    Raises:
+        AdvkitError: the report is not valid; the message names where the first problem is.
+    """
     Report.from_dict(report)
 
 
 def as_dict(report: Report | dict[str, Any]) -> dict[str, Any]:
-    """A report as the plain dict the writers read (a dict is returned as it is)."""
+    """A report as the plain dict the writers read.
+
+    Args:
+        report: a typed report, or its dict.
+
+    Returns:
+        ``report.to_dict()``, or the dict itself (not copied).
+    """
     return report.to_dict() if isinstance(report, Report) else report
 
 
@@ -422,7 +463,14 @@ def _unique(values: Iterable[Any], where: str, what: str) -> None:
 # ------------------------------------------------------------------------------ helpers for the writers
 
 def finite(x: Any) -> float | None:
-    """``x`` as a float when it is a finite number, else ``None`` (null, NaN, inf, strings, booleans)."""
+    """A report value as a number, when it is one.
+
+    Args:
+        x: any JSON value.
+
+    Returns:
+        ``x`` as a float when it is a finite number, else ``None`` (null, NaN, inf, strings, booleans).
+    """
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
     x = float(x)
@@ -430,13 +478,65 @@ def finite(x: Any) -> float | None:
 
 
 def pct(x: Any, missing: str = "—") -> str:
-    """A fraction as ``98.7%``; ``missing`` when it is not a finite number."""
+    """A fraction as a percentage.
+
+    Args:
+        x: the fraction.
+        missing: the text when ``x`` is not a finite number.
+
+    Returns:
+        ``98.7%``, or ``missing``.
+    """
     v = finite(x)
     return missing if v is None else f"{v:.1%}"
 
 
+def pct_ci(x: Any, ci: Any, missing: str = "—") -> str:
+    """A fraction and its interval as percentages.
+
+    Args:
+        x: the fraction.
+        ci: its interval ``[lo, hi]``, or None.
+        missing: the text when ``x`` is not a finite number.
+
+    Returns:
+        ``89.9% [88.7, 91.0]``; just ``89.9%`` when there is no interval.
+    """
+    text = pct(x, missing)
+    bounds = fmt_interval(ci)
+    return f"{text} {bounds}" if bounds and finite(x) is not None else text
+
+
+def num_ci(x: Any, ci: Any, fmt: str = ".4f", missing: str = "—") -> str:
+    """A number (an AUC) and its interval.
+
+    Args:
+        x: the number.
+        ci: its interval ``[lo, hi]``, or None.
+        fmt: the number's format (``.4f``); the interval gets as many decimals.
+        missing: the text when ``x`` is not a finite number.
+
+    Returns:
+        ``0.9913 [0.9871, 0.9955]``; the number alone without an interval.
+    """
+    v = finite(x)
+    if v is None:
+        return missing
+    digits = int(fmt[1:-1]) if fmt.startswith(".") and fmt[1:-1].isdigit() else 4
+    bounds = fmt_interval(ci, scale=1.0, digits=digits)
+    return f"{v:{fmt}} {bounds}" if bounds else format(v, fmt)
+
+
 def seconds(x: Any, missing: str = "—") -> str:
-    """A duration for people: ``40.2 s``, ``12 min 5 s``, ``1 h 3 min``."""
+    """A duration for people.
+
+    Args:
+        x: seconds.
+        missing: the text when ``x`` is not a finite number.
+
+    Returns:
+        ``40.2 s``, ``12 min 5 s`` or ``1 h 3 min``.
+    """
     v = finite(x)
     if v is None:
         return missing
@@ -448,32 +548,78 @@ def seconds(x: Any, missing: str = "—") -> str:
 
 
 def same_eps(a: Any, b: Any) -> bool:
-    """Two budgets are the same up to float noise (``0.1`` written by two runs may differ in the last bit)."""
+    """Whether two budgets are the same up to float noise (``0.1`` written by two runs may differ in the last bit).
+
+    Args:
+        a: one eps.
+        b: the other.
+
+    Returns:
+        True when both are finite numbers and close.
+    """
     fa, fb = finite(a), finite(b)
     return fa is not None and fb is not None and math.isclose(fa, fb, rel_tol=1e-6, abs_tol=1e-12)
 
 
 def at_eps(entries: list[dict[str, Any]], eps: Any) -> dict[str, Any] | None:
-    """The entry (an attack result or a worst case) for budget ``eps``, or ``None``."""
+    """The entry for one budget.
+
+    Args:
+        entries: attack results or worst-case rows, each with an ``eps``.
+        eps: the budget.
+
+    Returns:
+        The first entry at ``eps`` (see :func:`same_eps`), or ``None``.
+    """
     return next((e for e in entries if same_eps(e.get("eps"), eps)), None)
 
 
 def source_label(source: Any) -> str:
-    """A model's source: a checkpoint path or registry name, or a list of them for an ensemble."""
+    """A model's source as text.
+
+    Args:
+        source: a checkpoint path or registry name, or a list of them for an ensemble.
+
+    Returns:
+        The source, a list joined with commas.
+    """
     return ", ".join(map(str, source)) if isinstance(source, list) else str(source)
 
 
 def eps_label(eps: Any) -> str:
+    """An eps as a short label.
+
+    Args:
+        eps: the budget.
+
+    Returns:
+        ``0.1``, ``0.0313725`` (``:g`` format), or ``?`` when it is not a finite number.
+    """
     v = finite(eps)
     return "?" if v is None else f"{v:g}"
 
 
 def failing_gates(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The gates that did not pass.
+
+    Args:
+        report: a report's dict.
+
+    Returns:
+        The gate dicts whose ``passed`` is not True, in report order.
+    """
     return [g for g in report["gates"] if g.get("passed") is not True]
 
 
 def headline(report: dict[str, Any]) -> str:
-    """``PASSED (3 gates)``, ``FAILED (1 of 3 gates failing)``, ``PASSED (no gates)``."""
+    """The report's verdict in a few words.
+
+    Args:
+        report: a report's dict.
+
+    Returns:
+        ``PASSED (3 gates passed)``, ``FAILED (1 of 3 gates failing)`` or ``PASSED (no gates)``.
+    """
     n, bad = len(report["gates"]), len(failing_gates(report))
     verdict = "PASSED" if report["passed"] is True else "FAILED"
     if n == 0:
@@ -484,8 +630,15 @@ def headline(report: dict[str, Any]) -> str:
 
 
 def gate_value(v: Any, kind: str | None = None) -> str:
-    """A gate's value or threshold: accuracies and drops are fractions (``98.7%``), AUCs plain (``0.9913``),
-    a check gate may hold a word."""
+    """A gate's value or threshold as text.
+
+    Args:
+        v: the value: a fraction, an AUC, a word (check gates) or None.
+        kind: the gate's kind; AUC gates show plain numbers.
+
+    Returns:
+        ``98.7%`` for accuracies and drops, ``0.9913`` for AUCs, a word as it is, ``—`` for None.
+    """
     if v is None:
         return "—"
     if finite(v) is not None:

@@ -13,7 +13,18 @@ from advkit.errors import AdvkitError
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without it is a user error, not a crash."""
+    """The device a run uses.
+
+    Args:
+        device: ``"auto"`` or ``None`` (CUDA when present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+            or a ``torch.device``.
+
+    Returns:
+        The device.
+
+    Raises:
+        AdvkitError: an unknown device name, or CUDA asked for on a machine without it.
+    """
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -26,14 +37,23 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random streams.
+
+    Args:
+        seed: any integer (NumPy gets it modulo 2**32).
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def cache_dir() -> Path:
-    """Where advkit keeps things it can rebuild (the default model): ``ADVKIT_CACHE``, else the user's
-    cache folder."""
+    """Where advkit keeps things it can rebuild, such as the default model.
+
+    Returns:
+        ``$ADVKIT_CACHE`` when set, else ``advkit`` in the user's cache folder (``$XDG_CACHE_HOME`` or
+        ``~/.cache``); the folder may not exist yet.
+    """
     env = os.environ.get("ADVKIT_CACHE")
     if env:
         return Path(env)

@@ -11,6 +11,11 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Dist:
+    """This process's place in the run: its ``rank`` among ``world`` processes (one process: 0 of 1).
+
+    Built by :func:`init_distributed`; ``Dist()`` is the single-process default.
+    """
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -18,14 +23,24 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
+        """Whether there is more than one process."""
         return self.world > 1
 
     @property
     def main(self) -> bool:
+        """Whether this is rank 0, the process that writes and logs."""
         return self.rank == 0
 
     def all_sum(self, values: list[float], device: torch.device) -> list[float]:
-        """Sum a few numbers over ranks (float64, so counts stay exact)."""
+        """Sum a few numbers over ranks (float64, so counts stay exact).
+
+        Args:
+            values: this rank's numbers.
+            device: where the reduction runs (the process group's device: CUDA for nccl).
+
+        Returns:
+            The sums, the same on every rank; ``values`` itself with one process.
+        """
         if not self.enabled:
             return values
         t = torch.tensor(values, dtype=torch.float64, device=device)
@@ -33,6 +48,7 @@ class Dist:
         return t.tolist()
 
     def barrier(self) -> None:
+        """Wait until every rank gets here (nothing with one process)."""
         if self.enabled:
             dist.barrier()
 
@@ -44,6 +60,12 @@ def init_distributed(device_type: str) -> Dist:
     --rdzv_endpoint HOST:PORT``; nothing here changes. A caller that already joined (e.g. to run several
     trainings in a row: leaving and re-joining races on the rendezvous) keeps the group: the inner
     :func:`shutdown` leaves it alone.
+
+    Args:
+        device_type: ``"cuda"`` or ``"cpu"``: picks the backend.
+
+    Returns:
+        The process's :class:`Dist`; ``Dist()`` outside torchrun.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -62,6 +84,10 @@ def is_main_process() -> bool:
 
 
 def shutdown(d: Dist) -> None:
-    """Leave the process group if ``d``'s :func:`init_distributed` call joined it."""
+    """Leave the process group if ``d``'s :func:`init_distributed` call joined it.
+
+    Args:
+        d: what :func:`init_distributed` returned.
+    """
     if d.owner and dist.is_initialized():
         dist.destroy_process_group()

@@ -8,14 +8,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename, so readers never
-    see a half-written file and a failed write leaves the previous file intact."""
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
+
+    Readers never see a half-written file, and a failed write leaves the previous file intact.
+
+    Args:
+        path: the file; its folder is created when missing.
+        data: the whole content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -32,8 +37,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_write_bytes`.
+
+    Args:
+        path: the file; its folder is created when missing.
+        text: the whole content.
+    """
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, keys in their order, to ``path`` atomically.
+
+    Args:
+        path: the file; its folder is created when missing.
+        obj: anything ``json.dumps`` takes.
+    """
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

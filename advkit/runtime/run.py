@@ -13,7 +13,7 @@ import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from torch import nn
 from advkit.config import to_yaml
 from advkit.errors import AdvkitError
 from advkit.runtime.io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +34,44 @@ TORCH_RNG = "torch_rng"  # the key of the global torch stream in a checkpoint
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached CPU copy of ``module``'s state dict (safe to keep while training goes on)."""
+    """A detached CPU copy of ``module``'s state dict (safe to keep while training goes on).
+
+    Args:
+        module: any module.
+
+    Returns:
+        Name -> tensor, copied to the CPU.
+    """
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """One exponential-moving-average step: ``ema = decay * ema + (1 - decay) * model`` for parameters;
-    buffers (BatchNorm statistics) are copied as they are."""
+    """One exponential-moving-average step, in place on ``ema``.
+
+    Parameters: ``ema = decay * ema + (1 - decay) * model``; buffers (BatchNorm statistics) are copied as
+    they are.
+
+    Args:
+        ema: the average, a copy of ``model``'s architecture.
+        model: the trained module.
+        decay: the weight of the old average, in [0, 1) (e.g. 0.999).
+    """
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), model.buffers()):
+        eb.copy_(b)
 
 
 @contextmanager
 def deterministic(on: bool) -> Iterator[None]:
-    """Run the body with ``torch.use_deterministic_algorithms(True)`` when ``on``; the previous mode (and
-    its warn-only flag) comes back when the body exits, also on an exception."""
+    """Run the body with ``torch.use_deterministic_algorithms(True)`` when ``on``.
+
+    The previous mode (and its warn-only flag) comes back when the body exits, also on an exception.
+
+    Args:
+        on: switch deterministic algorithms on; ``False`` leaves the mode as it is.
+    """
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     if on:
         torch.use_deterministic_algorithms(True)
@@ -59,8 +82,14 @@ def deterministic(on: bool) -> Iterator[None]:
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
-    """The state of each named generator (on the CPU) and of the global torch stream (``torch_rng``), in
-    the form :func:`restore_rng` takes."""
+    """The state of each named generator and of the global torch stream, as :func:`restore_rng` takes it.
+
+    Args:
+        generators: the generators, by name.
+
+    Returns:
+        Name -> state (CPU tensors), plus ``torch_rng`` for the global stream.
+    """
     state = {name: g.get_state().cpu() for name, g in generators.items()}
     state[TORCH_RNG] = torch.get_rng_state()
     return state
@@ -111,8 +140,18 @@ def config_diff(old: dict, new: dict, *, allowed: Iterable[str] = (), whole: Ite
     return out
 
 
-def progress_bar(iterable: Iterable, *, total: int, desc: str, show: bool) -> Iterable:
-    """A tqdm bar over ``iterable`` that vanishes when done; ``show=False`` (or no terminal) hides it."""
+def progress_bar(iterable: Iterable, *, total: int, desc: str, show: bool) -> tqdm:
+    """A tqdm bar over ``iterable`` that vanishes when done; ``show=False`` (or no terminal) hides it.
+
+    Args:
+        iterable: what the bar iterates over.
+        total: the number of items, for the bar's length.
+        desc: the bar's label.
+        show: draw the bar (when there is a terminal).
+
+    Returns:
+        The bar: iterate it; ``set_postfix`` shows the latest numbers.
+    """
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False, disable=None if show else True)
@@ -132,14 +171,23 @@ class RunFolder:
 
     @property
     def checkpoint(self) -> Path | None:
+        """The resume checkpoint's path (``last.ckpt``); ``None`` without a folder."""
         return self.out / CKPT if self.out is not None else None
 
     def resuming(self, resume: bool) -> bool:
-        """Whether this run continues from ``last.ckpt``: asked for and present. Asked for but absent, it
-        warns and the run starts from scratch."""
+        """Whether this run continues from ``last.ckpt``: asked for and present.
+
+        Asked for but absent, it warns and the run starts from scratch.
+
+        Args:
+            resume: whether the caller asked to resume.
+
+        Returns:
+            True to resume.
+        """
         if self.out is None or not resume:
             return False
-        if self.checkpoint.is_file():
+        if (self.out / CKPT).is_file():
             return True
         log.warning("nothing to resume in %s: starting from scratch", self.out)
         return False
@@ -162,6 +210,8 @@ class RunFolder:
                 (the message names every changed key).
         """
         path = self.checkpoint
+        if path is None:
+            raise AdvkitError("nothing to resume: the run has no output folder")
         st = load_checkpoint(path, kind=kind, needs=needs)
         diff = config_diff(st["config"], cfg_dict, allowed=allowed, whole=whole)
         if diff:
@@ -176,20 +226,33 @@ class RunFolder:
         return json.loads(self.lines[-1]) if self.lines else {}
 
     def write_config(self, cfg: Any) -> None:
-        """Create the folder and write the resolved ``config.yaml`` (rank 0 only)."""
-        if self.writes:
+        """Create the folder and write the resolved ``config.yaml`` (rank 0 only).
+
+        Args:
+            cfg: the run's config dataclass.
+        """
+        if self.writes and self.out is not None:  # (writes implies a folder)
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / CONFIG, to_yaml(cfg))
 
     def append_metrics(self, metrics: dict) -> None:
-        """Add an epoch's line and rewrite ``metrics.jsonl`` whole (atomic; rank 0 only)."""
+        """Add an epoch's line and rewrite ``metrics.jsonl`` whole (atomic; rank 0 only).
+
+        Args:
+            metrics: the epoch's numbers, JSON-serializable.
+        """
         self.lines.append(json.dumps(metrics))
-        if self.writes:
+        if self.writes and self.out is not None:
             atomic_write_text(self.out / METRICS, "\n".join(self.lines) + "\n")
 
     def save_checkpoint(self, state: dict) -> None:
-        """Write ``last.ckpt`` atomically: a crash or a full disk mid-write leaves the previous one intact."""
-        if not self.writes:
+        """Write ``last.ckpt`` atomically (rank 0 only): a crash mid-write leaves the previous one intact.
+
+        Args:
+            state: what ``torch.save`` writes: tensors, numbers, strings, lists and dicts only, so that
+                :func:`load_checkpoint` reads it back without unpickling code.
+        """
+        if not self.writes or self.out is None:
             return
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -198,6 +261,14 @@ class RunFolder:
 
 def load_checkpoint(path: str | Path, *, kind: str = "training", needs: Iterable[str] = ()) -> dict:
     """Read a resume checkpoint on the CPU without running pickled code.
+
+    Args:
+        path: the checkpoint (``last.ckpt``).
+        kind: what the checkpoint is, for the error messages ("training", "GAN").
+        needs: keys the checkpoint must hold.
+
+    Returns:
+        The checkpoint's dict.
 
     Raises:
         AdvkitError: unreadable, or not a dict holding every key in ``needs``.

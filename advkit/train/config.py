@@ -9,6 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The training data: a dataset spec and where it is; the test split is evaluated."""
+
     dataset: str = "mnist"          # a registered name, npz:PATH or folder:PATH
     root: str | None = None         # --data-root; else ADVKIT_DATA; else ./datasets
     download: bool = False          # let torchvision download a named dataset
@@ -19,6 +21,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The classifier: an architecture name and its builder's arguments."""
+
     name: str = "lenet"             # registered name or timm:NAME
     normalize: bool = True          # wrap with the dataset's mean/std
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -26,6 +30,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """The optimizer and its hyperparameters."""
+
     name: str = "adam"              # sgd, adam, adamw
     lr: float = 1e-3                # peak learning rate for cyclic/cosine schedules
     momentum: float = 0.9
@@ -42,6 +48,8 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    """The learning-rate schedule over all training steps."""
+
     name: str = "constant"          # constant, cosine, cyclic (0 -> lr -> 0, the fast-AT one-cycle), step
     warmup_epochs: float = 0.0      # linear warm-up, in (fractional) epochs
     peak: float = 0.4               # cyclic: where the peak sits, as a fraction of training (fast-AT: 2/5)
@@ -57,6 +65,8 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
+    """The training objective (:func:`advkit.train.get_objective`); eps in [0,1] pixel units."""
+
     name: str = "clean"             # clean, fgsm, fgsm_rs, pgd, trades (advkit.train.list_objectives())
     eps: float = 0.0                # pixel units of norm (0.3 on MNIST, 8/255 on CIFAR)
     alpha: float | None = None      # attack step; default per objective (fgsm_rs 1.25*eps, pgd 2.5*eps/steps)
@@ -74,6 +84,8 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """The per-epoch evaluation: clean and PGD accuracy on a fixed held-out test subset."""
+
     n: int = 1000                   # fixed held-out subset (the first n test images) evaluated every epoch
     eps: float | None = None        # PGD eps for the robust accuracy; default the objective's eps
     steps: int = 10
@@ -84,6 +96,7 @@ class EvalConfig:
 class GuardConfig:
     """Catastrophic-overfitting guard for one-step objectives (Wong et al. 2020): every epoch, PGD on a
     held-out slice of the training set; when its robust accuracy collapses, roll back to the best epoch."""
+
     enabled: bool = True            # applies to fgsm and fgsm_rs
     n: int = 512                    # training images held out (the last n), never trained on
     steps: int = 10
@@ -100,6 +113,8 @@ class GuardConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A whole training run: ``advkit train classifier -c FILE`` overlays FILE on these defaults."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

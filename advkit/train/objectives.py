@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advkit.attacks import LossFn, attack_mode, check_eps, default_loss, fgsm as fgsm_attack, pgd as pgd_attack
+from advkit.attacks import LossFn, attack_mode, check_eps, default_loss
+from advkit.attacks import fgsm as fgsm_attack
+from advkit.attacks import pgd as pgd_attack
 from advkit.errors import AdvkitError
 from advkit.registry import Registry
 
@@ -28,28 +30,52 @@ Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 _OBJECTIVES: Registry[Callable[..., Objective]] = Registry("objective")
 
 
-def register_objective(name: str):
-    """Register a factory ``(**params) -> objective``; it receives the parameters of :func:`get_objective`
-    that it names in its signature."""
+def register_objective(name: str) -> Callable[[Callable[..., Objective]], Callable[..., Objective]]:
+    """Decorator: register an objective factory under ``name``.
+
+    Args:
+        name: the objective's name for :func:`get_objective`.
+
+    Returns:
+        A decorator taking a factory ``(**params) -> objective`` (it receives the parameters of
+        :func:`get_objective` that it names in its signature) and returning it unchanged.
+
+    Raises:
+        KeyError: ``name`` is already registered.
+    """
     return _OBJECTIVES.register(name)
 
 
 def list_objectives() -> list[str]:
+    """The names :func:`get_objective` takes, sorted."""
     return _OBJECTIVES.names()
 
 
 def get_objective(name: str, *, eps: float = 0.0, alpha: float | None = None, steps: int = 10,
                   norm: str = "linf", mix: float = 0.5, beta: float = 6.0,
                   loss_fn: LossFn | None = None, classes: tuple[int, ...] | None = None) -> Objective:
-    """The objective ``name`` (see :func:`list_objectives`).
+    """The training objective ``name``: ``objective(model, x, y, ...) -> (loss, logits)``.
 
-    ``eps``: attack radius in pixel units of ``norm`` (``linf`` or ``l2``); ``alpha``: attack step (default
-    ``1.25*eps`` for ``fgsm_rs``, ``2.5*eps/steps`` for ``pgd`` and ``trades``); ``steps``: attack steps of
-    ``pgd`` and ``trades``; ``mix``: weight of the clean term of ``fgsm``; ``beta``: weight of the KL term
-    of ``trades``; ``loss_fn``: per-sample loss, default cross-entropy; ``classes``: harden only the samples
-    of these labels (the others train clean), for one-sided threats such as a detector's evasion, where
-    only fakes are pushed across (``(1,)``); default all. Parameters an objective does not use are
-    ignored. Bad values raise :class:`AdvkitError`; a step larger than ``eps`` warns.
+    Parameters an objective does not use are ignored; a step larger than ``eps`` warns.
+
+    Args:
+        name: see :func:`list_objectives`.
+        eps: attack radius in [0,1] pixel units of ``norm`` (e.g. 8/255).
+        alpha: attack step in pixel units; default ``1.25*eps`` for ``fgsm_rs``, ``2.5*eps/steps`` for
+            ``pgd`` and ``trades``.
+        steps: attack steps of ``pgd`` and ``trades``.
+        norm: ``linf`` or ``l2``.
+        mix: weight of the clean term of ``fgsm``, in [0, 1].
+        beta: weight of the KL term of ``trades`` (Zhang et al. 2019).
+        loss_fn: per-sample loss ``(logits, y) -> [B]``; default cross-entropy.
+        classes: harden only the samples of these labels (the others train clean), for one-sided threats
+            such as a detector's evasion, where only fakes are pushed across (``(1,)``); default all.
+
+    Returns:
+        The objective.
+
+    Raises:
+        AdvkitError: an unknown name or a bad value.
     """
     factory = _OBJECTIVES.get(name)
     eps = check_eps(eps, norm)
@@ -111,7 +137,14 @@ def _adversarial(loss_fn: LossFn, classes: tuple[int, ...] | None = None, **atta
 
 @register_objective("clean")
 def clean(loss_fn: LossFn = default_loss) -> Objective:
-    """Standard training on clean inputs."""
+    """Standard training on clean inputs.
+
+    Args:
+        loss_fn: per-sample loss ``(logits, y) -> [B]``.
+
+    Returns:
+        The objective ``(model, x, y, *, attack_model=None, generator=None) -> (loss, logits)``.
+    """
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_model: nn.Module | None = None,
                   generator: torch.Generator | None = None):
         logits = model(x)
@@ -123,7 +156,21 @@ def clean(loss_fn: LossFn = default_loss) -> Objective:
 def fgsm(eps: float, norm: str = "linf", mix: float = 0.5, loss_fn: LossFn = default_loss,
          classes: tuple[int, ...] | None = None) -> Objective:
     """Goodfellow et al. 2015: ``mix*J(x) + (1-mix)*J(x + eps*sign(grad_x J))``. Defends FGSM and falls to
-    iterative attacks. Returns the clean logits."""
+    iterative attacks. The objective returns the clean logits.
+
+    Args:
+        eps: attack radius in [0,1] pixel units of ``norm``.
+        norm: ``linf`` only.
+        mix: weight of the clean term, in [0, 1].
+        loss_fn: per-sample loss ``(logits, y) -> [B]``.
+        classes: harden only the samples of these labels; default all.
+
+    Returns:
+        The objective ``(model, x, y, *, attack_model=None, generator=None) -> (loss, logits)``.
+
+    Raises:
+        AdvkitError: a norm other than ``linf``.
+    """
     if norm != "linf":
         raise AdvkitError(f"fgsm is an L-inf objective, got norm={norm!r} (use pgd for l2)")
 
@@ -142,10 +189,20 @@ def fgsm(eps: float, norm: str = "linf", mix: float = 0.5, loss_fn: LossFn = def
 def fgsm_rs(eps: float, alpha: float | None = None, norm: str = "linf",
             loss_fn: LossFn = default_loss, classes: tuple[int, ...] | None = None) -> Objective:
     """Fast adversarial training (Wong, Rice, Kolter 2020): a uniform random start in the eps-ball, one
-    step of ``alpha`` (default ``1.25*eps``), projected to the ball and [0,1]. The catastrophic-overfitting
-    guard is the trainer's."""
-    # box_start=False: the reference code takes the gradient at the unclipped random start; with the start
-    # clipped to [0,1] first, MNIST at eps 0.3 ended at 2% and 62% PGD-50 accuracy in two runs, not ~89%
+    step of ``alpha``, projected to the ball and [0,1]. The catastrophic-overfitting guard is the trainer's.
+
+    Args:
+        eps: attack radius in [0,1] pixel units of ``norm``.
+        alpha: attack step in pixel units; default ``1.25*eps``.
+        norm: ``linf`` or ``l2``.
+        loss_fn: per-sample loss ``(logits, y) -> [B]``.
+        classes: harden only the samples of these labels; default all.
+
+    Returns:
+        The objective ``(model, x, y, *, attack_model=None, generator=None) -> (loss, logits)``.
+    """
+    # box_start=False: the reference code takes the gradient at the unclipped random start; clipping the start
+    # to [0,1] first trained far less robust MNIST models
     return _adversarial(loss_fn, classes, eps=eps, alpha=1.25 * eps if alpha is None else alpha, steps=1,
                         norm=norm, random_start=True, box_start=False)
 
@@ -153,8 +210,19 @@ def fgsm_rs(eps: float, alpha: float | None = None, norm: str = "linf",
 @register_objective("pgd")
 def pgd(eps: float, alpha: float | None = None, steps: int = 10, norm: str = "linf",
         loss_fn: LossFn = default_loss, classes: tuple[int, ...] | None = None) -> Objective:
-    """Madry et al. 2018: train on PGD-``steps`` inputs (random start, step ``alpha``, default
-    ``2.5*eps/steps``)."""
+    """Madry et al. 2018: train on PGD-``steps`` inputs (uniform random start in the eps-ball).
+
+    Args:
+        eps: attack radius in [0,1] pixel units of ``norm``.
+        alpha: attack step in pixel units; default ``2.5*eps/steps``.
+        steps: PGD steps.
+        norm: ``linf`` or ``l2``.
+        loss_fn: per-sample loss ``(logits, y) -> [B]``.
+        classes: harden only the samples of these labels; default all.
+
+    Returns:
+        The objective ``(model, x, y, *, attack_model=None, generator=None) -> (loss, logits)``.
+    """
     return _adversarial(loss_fn, classes, eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=True)
 
 
@@ -173,6 +241,18 @@ def trades(eps: float, alpha: float | None = None, steps: int = 10, norm: str = 
     The KL gradient is exactly zero at ``x_adv = x``, so PGD needs a random start; TRADES used
     ``x + 0.001*randn``, we use PGD's uniform start in the eps-ball (``generator`` seeds it). With
     ``classes`` the KL term covers only the samples of those labels, averaged over them.
+
+    Args:
+        eps: attack radius in [0,1] pixel units of ``norm``.
+        alpha: attack step in pixel units; default ``2.5*eps/steps``.
+        steps: PGD steps.
+        norm: ``linf`` or ``l2``.
+        beta: weight of the KL term.
+        loss_fn: per-sample loss ``(logits, y) -> [B]``.
+        classes: put only the samples of these labels in the KL term; default all.
+
+    Returns:
+        The objective ``(model, x, y, *, attack_model=None, generator=None) -> (loss, logits)``.
     """
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_model: nn.Module | None = None,
                   generator: torch.Generator | None = None):

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,7 @@ from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
 from advkit.runtime.device import resolve_device, seed_everything
 from advkit.runtime.distributed import Dist, init_distributed, shutdown
-from advkit.runtime.run import (RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng,
-                                rng_state)
+from advkit.runtime.run import RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng, rng_state
 from advkit.train.config import TrainConfig
 from advkit.train.objectives import get_objective
 from advkit.train.schedules import make_scheduler
@@ -43,7 +42,17 @@ RESUMABLE_CHANGES = {"device", "data.root", "tensorboard", "eval_batch_size"}
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: ArrayDataset, batch_size: int = 1000,
                       device: torch.device | str = "cpu") -> float:
-    """Clean top-1 accuracy of ``model`` on ``data``; the model's mode is restored afterwards."""
+    """Clean top-1 accuracy of ``model`` on ``data``; the model's mode is restored afterwards.
+
+    Args:
+        model: ``f(x in [0,1]) -> logits``.
+        data: the images and labels.
+        batch_size: images per forward pass.
+        device: where ``model`` is.
+
+    Returns:
+        The fraction correct, in [0, 1] (0 on empty data).
+    """
     was = model.training
     model.eval()
     correct = 0
@@ -86,6 +95,19 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_model(cfg: TrainConfig, data: ArrayDataset) -> Normalized:
+    """The model ``cfg.model`` names, shaped for ``data`` (classes, channels, size) and freshly initialised.
+
+    Args:
+        cfg: the training config.
+        data: the training data; its mean and std become the model's normalization when
+            ``cfg.model.normalize`` is set.
+
+    Returns:
+        The model.
+
+    Raises:
+        AdvkitError: non-square images, or a normalization asked for a model that scales its input itself.
+    """
     c, h, w = data.image_shape
     if h != w:
         raise AdvkitError(f"{data.name}: square images expected, got {h}x{w}")
@@ -99,9 +121,19 @@ def build_model(cfg: TrainConfig, data: ArrayDataset) -> Normalized:
 
 
 def load_init(model: Normalized, path: str | Path) -> None:
-    """Copy the weights of the classifier checkpoint at ``path`` (a ``.safetensors``, or a run folder holding
-    ``model.safetensors``) into ``model``: every tensor name and shape must match (one error names the first
-    that does not). A normalization that differs from the checkpoint's only warns (the data may differ)."""
+    """Copy the weights of a classifier checkpoint into ``model`` (``train.init``).
+
+    Every tensor name and shape must match. A normalization that differs from the checkpoint's only warns
+    (the data may differ).
+
+    Args:
+        model: the model to initialise, in place.
+        path: a ``.safetensors``, or a run folder holding ``model.safetensors``.
+
+    Raises:
+        AdvkitError: a missing or foreign checkpoint, or one that does not fit (the first tensor that does
+            not is named).
+    """
     from safetensors.torch import load_file
 
     from advkit.models import checkpoint_file, read_metadata
@@ -134,18 +166,34 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
                      datasets: tuple[ArrayDataset, ArrayDataset] | None = None,
                      batch_transform: BatchTransform | None = None, kind: str = "classifier"
                      ) -> tuple[Normalized, dict]:
-    """Train per ``cfg``. With ``out_dir``, rank 0 writes ``config.yaml``, ``metrics.jsonl``, the resume
-    checkpoint ``last.ckpt`` every epoch, ``best.safetensors`` and the final ``model.safetensors``
-    (+ ``.json``). ``resume=True`` continues from ``out_dir/last.ckpt`` when it exists. Returns the final
-    model (eval mode, on the training device) and the last epoch's metrics.
+    """Train a classifier per ``cfg`` (clean or adversarial, one process or under torchrun).
 
-    Hooks for trainers built on this one (the detector trainer): ``datasets=(train, eval)`` replaces loading
-    ``cfg.data`` (only ``data.augment`` still applies; the checkpoints' ``dataset`` is ``train.name``), and
-    ``batch_transform(x, generator)`` maps every training batch (float [0,1], on the CPU, before the move to
-    the device). Its generator is seeded from ``cfg.seed`` and saved in ``last.ckpt``, so a resumed run draws
-    what an uninterrupted one would. ``kind`` is what the checkpoints record (``detector`` for a real/fake
-    model). With ``deterministic`` set, deterministic algorithms are on for the run
-    and the previous mode comes back when it ends."""
+    With ``out_dir``, rank 0 writes ``config.yaml``, ``metrics.jsonl``, the resume checkpoint ``last.ckpt``
+    every epoch, ``best.safetensors`` and the final ``model.safetensors`` (+ ``.json``). With
+    ``cfg.deterministic`` set, deterministic algorithms are on for the run and the previous mode comes back
+    when it ends.
+
+    Args:
+        cfg: the training config.
+        out_dir: the run folder; ``None`` writes nothing.
+        progress: show a progress bar per epoch.
+        resume: continue from ``out_dir/last.ckpt`` when it exists (it must hold the same config).
+        on_epoch: called on rank 0 with each epoch's metrics.
+        datasets: ``(train, eval)`` instead of loading ``cfg.data`` (only ``data.augment`` still applies;
+            the checkpoints' ``dataset`` is ``train.name``): a hook for trainers built on this one (the
+            detector trainer).
+        batch_transform: ``(x, generator) -> x`` applied to every training batch (float [0,1], on the CPU,
+            before the move to the device). Its generator is seeded from ``cfg.seed`` and saved in
+            ``last.ckpt``, so a resumed run draws what an uninterrupted one would.
+        kind: what the checkpoints record (``detector`` for a real/fake model).
+
+    Returns:
+        The final model (eval mode, on the training device) and the last epoch's metrics.
+
+    Raises:
+        AdvkitError: a bad config (e.g. fp16 on the CPU, a batch size that does not divide over the
+            processes), a diverged loss, or a checkpoint that cannot be resumed.
+    """
     device = resolve_device(cfg.device)
     d = init_distributed(device.type)
     try:
@@ -189,7 +237,8 @@ class _Run:
         self.attack_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.transform_gen = torch.Generator().manual_seed(cfg.seed + 4 + d.rank)  # ranks see different batches
         self.cfg_dict = to_dict(cfg)
-        self.start_epoch, self.best_metric, self.best_epoch, self.best_state = 1, -1.0, 0, None
+        self.start_epoch, self.best_metric, self.best_epoch = 1, -1.0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
         if resuming:
             self._restore()
         self.folder.write_config(cfg)
@@ -242,7 +291,7 @@ class _Run:
         if self.d.enabled:
             net = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
         if cfg.compile:
-            net = torch.compile(net)
+            net = cast(nn.Module, torch.compile(net))  # compiling a module gives a module (the stub says callable)
         self.net = net
 
     def _build_optimizer(self) -> None:
@@ -255,7 +304,7 @@ class _Run:
             raise AdvkitError(f"{n_train} training images are fewer than one batch of {cfg.batch_size}")
         self.sched = make_scheduler(self.opt, cfg.schedule, cfg.epochs * self.steps_per_epoch, self.steps_per_epoch)
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-        self.autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)  # noqa: E731
+        self.autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -276,7 +325,7 @@ class _Run:
         self.best_state = st.get("best_model")
 
     def _tensorboard(self):
-        if not (self.folder.writes and self.cfg.tensorboard):
+        if not (self.folder.writes and self.cfg.tensorboard) or self.folder.out is None:  # (writes: a folder)
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -321,7 +370,8 @@ class _Run:
                    "guard_robust_acc": guard_acc, "lr": self.opt.param_groups[0]["lr"],
                    "train_eps": self.o.eps * self._ramp(epoch),
                    "epoch_time_s": round(train_time, 3), "eval_time_s": round(time.perf_counter() - t1, 3)}
-        score = guard_acc if self.guard_on else (robust_acc if robust_acc is not None else clean_acc)
+        # guard_acc is set exactly when the guard is on
+        score = guard_acc if guard_acc is not None else (robust_acc if robust_acc is not None else clean_acc)
         stopped = self._guard(epoch, score, metrics)
         metrics["best_epoch"] = self.best_epoch
         self.folder.append_metrics(metrics)
@@ -370,7 +420,7 @@ class _Run:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
-        if self.ema is not None:
+        if self.ema is not None and cfg.ema is not None:  # (an EMA copy exists exactly when cfg.ema is set)
             ema_update(self.ema, self.raw, cfg.ema)
         return loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)
 
@@ -404,7 +454,7 @@ class _Run:
         if score > self.best_metric:
             self.best_metric, self.best_epoch = score, epoch
             self.best_state = cpu_state(self.model_eval)
-            if self.folder.writes:
+            if self.folder.writes and self.folder.out is not None:
                 save(self.model_eval, self.folder.out / "best.safetensors", kind=self.kind, **self._metadata(metrics))
         return None
 
@@ -433,7 +483,7 @@ class _Run:
             metrics = {**json.loads(lines[self.best_epoch - 1]), "kept": "best", "last_epoch": len(lines)}
             log.info("keeping epoch %d, the best by held-out PGD accuracy (guard.keep: best)", self.best_epoch)
         final.eval()
-        if self.folder.writes:
+        if self.folder.writes and self.folder.out is not None:
             save(final, self.folder.out / RUN_CHECKPOINT, kind=self.kind, **self._metadata(metrics))
         return final, metrics
 
@@ -446,17 +496,38 @@ def _smoothed_loss(label_smoothing: float):
 
 
 def checkpoint_metadata(cfg_dict: dict, data_name: str, data: ArrayDataset, metrics: dict) -> dict:
-    """What a trained model's checkpoint records besides its architecture (see :func:`advkit.models.save`)."""
+    """What a trained model's checkpoint records besides its architecture (see :func:`advkit.models.save`).
+
+    Args:
+        cfg_dict: the resolved training config (``to_dict``).
+        data_name: the training data's name.
+        data: the training data (for its classes and image shape).
+        metrics: the metrics to record.
+
+    Returns:
+        The metadata keyword arguments for :func:`advkit.models.save`.
+    """
     return {"dataset": data_name, "classes": data.classes, "input_shape": list(data.image_shape),
             "config": cfg_dict, "metrics": metrics}
 
 
 def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop after zero padding and random horizontal flip, per sample, in one gather."""
+    """Random crop after zero padding and random horizontal flip, per sample, in one gather.
+
+    Args:
+        x: images [B, C, H, W].
+        gen: a CPU random stream for the offsets and flips.
+        pad: zero padding on each side, in pixels (the largest shift).
+
+    Returns:
+        The augmented batch, same shape, on ``x``'s device.
+    """
     b, c, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
-    oy, ox, flip = (torch.randint(0, 2 * pad + 1, (b,), generator=gen), torch.randint(0, 2 * pad + 1, (b,), generator=gen),
-                    torch.rand(b, generator=gen) < 0.5)
+    # the draw order (oy, ox, flip) is part of what a seed means: keep it
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
+    flip = torch.rand(b, generator=gen) < 0.5
     rows = (oy[:, None] + torch.arange(h)).to(x.device)
     cols = ox[:, None] + torch.arange(w)
     cols = torch.where(flip[:, None], cols.flip(1), cols).to(x.device)

@@ -25,7 +25,18 @@ def _tile(img: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def encode_png(img: np.ndarray, what: str = "image") -> bytes:
-    """PNG bytes of a BGR uint8 image; ``what`` names it in the error OpenCV's failure raises."""
+    """PNG bytes of an image.
+
+    Args:
+        img: BGR uint8, HxWx3 (or HxW gray).
+        what: names the image in the error.
+
+    Returns:
+        The encoded PNG.
+
+    Raises:
+        RuntimeError: OpenCV could not encode it.
+    """
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode the {what} as PNG")
@@ -40,11 +51,18 @@ def _title_strip(grid: np.ndarray, title: str, height: int, baseline: int, scale
 
 
 def image_grid(x: torch.Tensor, n_cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """One BGR uint8 grid image of ``x`` ([N, C, H, W] in [0,1]; values outside are clamped), square-ish
-    unless ``n_cols`` is given, each tile nearest-upscaled to at least 56 pixels, ``pad`` white pixels
-    between tiles."""
-    x = x.detach().float().clamp(0, 1).cpu().numpy()
-    n, _, h, w = x.shape
+    """One grid image of ``x``, square-ish unless ``n_cols`` is given.
+
+    Args:
+        x: images [N, C, H, W] in [0,1] (values outside are clamped), C = 1 or 3 (RGB).
+        n_cols: tiles per row; default about sqrt(N).
+        pad: white pixels between tiles.
+
+    Returns:
+        BGR uint8 HxWx3; each tile nearest-upscaled to at least 56 pixels.
+    """
+    a = x.detach().float().clamp(0, 1).cpu().numpy()
+    n, _, h, w = a.shape
     cols = n_cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     scale = max(1, 56 // h)
@@ -53,12 +71,20 @@ def image_grid(x: torch.Tensor, n_cols: int | None = None, pad: int = 2) -> np.n
     for i in range(n):
         r, q = divmod(i, cols)
         y0, x0 = pad + r * (th + pad), pad + q * (tw + pad)
-        grid[y0:y0 + th, x0:x0 + tw] = _tile(x[i], th, tw)
+        grid[y0:y0 + th, x0:x0 + tw] = _tile(a[i], th, tw)
     return grid
 
 
 def sample_grid_png(x: torch.Tensor, title: str = "") -> bytes:
-    """PNG bytes of a square-ish grid of images in [0,1] (:func:`image_grid`), with an optional title strip."""
+    """PNG bytes of a square-ish grid of images (:func:`image_grid`), with an optional title strip.
+
+    Args:
+        x: images [N, C, H, W] in [0,1].
+        title: drawn in a strip above the grid; empty: no strip.
+
+    Returns:
+        The encoded PNG.
+    """
     grid = image_grid(x)
     if title:
         grid = _title_strip(grid, title, 22, 16, 0.45)
@@ -68,18 +94,38 @@ def sample_grid_png(x: torch.Tensor, title: str = "") -> bytes:
 def adversarial_grid_png(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred_clean: torch.Tensor,
                          pred_adv: torch.Tensor, classes: Sequence[str], n: int = 8,
                          title: str = "") -> bytes:
-    """PNG bytes of a 3-row grid for the first ``n`` samples. Labels: ``true/pred``; red when wrong."""
+    """PNG bytes of a 3-row grid for the first ``n`` samples: clean, adversarial, and the perturbation.
+
+    The perturbation row is amplified so that its largest change has full contrast (grey: unchanged).
+    Tiles are labelled ``true/pred``, red when the prediction is wrong.
+
+    Args:
+        x: clean images [N, C, H, W] in [0,1].
+        x_adv: their adversarial versions, same shape.
+        y: true labels [N].
+        pred_clean: the model's labels on ``x`` [N].
+        pred_adv: the model's labels on ``x_adv`` [N].
+        classes: class names, indexed by label.
+        n: how many samples to draw (at most N).
+        title: drawn in a strip above the grid; empty: no strip.
+
+    Returns:
+        The encoded PNG.
+
+    Raises:
+        ValueError: no images to draw.
+    """
     n = min(n, x.shape[0])
     if n == 0:
         raise ValueError("no images to draw")
-    x, x_adv = x[:n].detach().float().cpu().numpy(), x_adv[:n].detach().float().cpu().numpy()
-    delta = x_adv - x
+    clean, adv = x[:n].detach().float().cpu().numpy(), x_adv[:n].detach().float().cpu().numpy()
+    delta = adv - clean
     scale = max(float(np.abs(delta).max()), 1e-12)
     amplified = 0.5 + delta / (2 * scale)  # grey = unchanged, full contrast = the largest change
-    size = max(96, x.shape[-1])
+    size = max(96, clean.shape[-1])
     rows = []
-    for r, (imgs, preds, name) in enumerate(((x, pred_clean, "clean"), (x_adv, pred_adv, "adversarial"),
-                                             (amplified, None, f"perturbation x{0.5 / scale:.1f}"))):
+    for imgs, preds, name in ((clean, pred_clean, "clean"), (adv, pred_adv, "adversarial"),
+                              (amplified, None, f"perturbation x{0.5 / scale:.1f}")):
         tiles = []
         for i in range(n):
             head = np.full((_HEAD, size, 3), 255, np.uint8)
