@@ -138,7 +138,7 @@ def test_bench_quick_smoke(lenet_batch, tmp_path, monkeypatch, one_thread):
 
 
 @pytest.fixture(scope="module")
-def robust_mnist_cnn():
+def robust_mnist_cnn(one_thread):  # one thread: the same weights whatever the machine's core count
     """A small CNN PGD-trained on 6,000 MNIST images at eps 0.3 (eps ramped over the first half), ~1 minute
     on one core: robust enough that FAB-T leaves a fifth of the samples standing."""
     from advkit.data import load_dataset
