@@ -24,6 +24,7 @@ from advkit.attacks.common import (
     check_inputs,
     check_labels,
     per_sample_norm,
+    random_point,
     to_caller_dtype,
     usable,
 )
@@ -203,16 +204,6 @@ def _single_run(model: nn.Module, start: torch.Tensor, s: dict[str, torch.Tensor
     return res, fooled, best
 
 
-def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator | None) -> torch.Tensor:
-    """A random point of the ball (L2: a random direction at a radius uniform in [0, eps]), in the box."""
-    if norm == "linf":
-        return (x + (2 * torch.rand(x.shape, generator=gen, device=x.device) - 1) * eps).clamp_(0, 1)
-    d = torch.randn(x.shape, generator=gen, device=x.device)
-    r = torch.rand(x.shape[0], generator=gen, device=x.device) * eps
-    d = d * (r / per_sample_norm(d, "l2").clamp_min(_TINY)).view(-1, *[1] * (x.ndim - 1))
-    return (x + d).clamp_(0, 1)
-
-
 def _run(model: nn.Module, x: torch.Tensor, y: Target, targets: list[Target], *, loss: str, eps: float,
          norm: str, steps: int, restarts: int, rho: float, generator: torch.Generator | None) -> torch.Tensor:
     """APGD once per target (None: untargeted) and restart, each run only on the samples not fooled yet;
@@ -229,7 +220,7 @@ def _run(model: nn.Module, x: torch.Tensor, y: Target, targets: list[Target], *,
                 s.update(lo=(x0 - eps).clamp_(min=0), hi=(x0 + eps).clamp_(max=1))
             # the first restart starts at x itself; later ones at random points, drawn for the whole batch so
             # that a sample's draw does not depend on which others are left
-            start = x0 if r == 0 else _random_start(x, eps, norm, generator)[left]
+            start = x0 if r == 0 else random_point(x, eps, norm, generator).clamp_(0, 1)[left]
             out, _, f = _single_run(model, start, s, loss=loss, eps=eps, norm=norm, steps=steps, rho=rho)
             take = f > best[left]
             res[left[take]] = out[take]

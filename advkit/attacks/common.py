@@ -222,3 +222,30 @@ def per_sample_norm(d: torch.Tensor, norm: str) -> torch.Tensor:
     if norm == "l0":
         return (flat != 0).sum(1).float()
     raise AdvkitError(f"unknown norm {norm!r}")
+
+
+_TINY = 1e-12
+
+
+def random_point(x0: torch.Tensor, eps: float, norm: str, gen: torch.Generator | None) -> torch.Tensor:
+    """A random point around ``x0`` for PGD-style attacks; not clipped to the box (callers clip).
+
+    Args:
+        x0: the clean inputs ``[B, ...]``.
+        eps: the radius, pixel units of ``norm``.
+        norm: ``linf`` (uniform in the cube) or ``l2``.
+        gen: seeds the draw.
+
+    Returns:
+        ``x0`` plus the random offset, ``x0``'s shape and dtype.
+    """
+    if norm == "linf":
+        u = torch.rand(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+        return x0 + (2 * u - 1) * eps
+    # a uniformly random direction at a radius drawn uniformly from [0, eps] (torchattacks' PGDL2 rule).
+    # Not uniform in the ball: in d dimensions that puts nearly every start on the sphere (radius
+    # eps * U^(1/d)), far from the data, which makes a weaker attack.
+    g = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+    g = g / per_sample_norm(g, "l2").clamp_min(_TINY).view(-1, *[1] * (x0.ndim - 1))
+    r = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype) * eps
+    return x0 + g * r.view(-1, *[1] * (x0.ndim - 1))

@@ -16,6 +16,7 @@ from advkit.attacks.common import (
     check_labels,
     default_loss,
     per_sample_norm,
+    random_point,
     to_caller_dtype,
     usable,
 )
@@ -27,19 +28,6 @@ _TINY = 1e-12
 def _l2_project(delta: torch.Tensor, eps: float) -> torch.Tensor:
     n = per_sample_norm(delta, "l2").clamp_min(_TINY).view(-1, *[1] * (delta.ndim - 1))
     return delta * (eps / n).clamp(max=1.0)
-
-
-def _random_start(x0: torch.Tensor, eps: float, norm: str, gen: torch.Generator | None) -> torch.Tensor:
-    if norm == "linf":
-        u = torch.rand(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
-        return x0 + (2 * u - 1) * eps
-    # a uniformly random direction at a radius drawn uniformly from [0, eps] (torchattacks' PGDL2 rule).
-    # Not uniform in the ball: in d dimensions that puts nearly every start on the sphere (radius
-    # eps * U^(1/d)), far from the data, which makes a weaker attack.
-    g = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
-    g = g / per_sample_norm(g, "l2").clamp_min(_TINY).view(-1, *[1] * (x0.ndim - 1))
-    r = torch.rand(x0.shape[0], generator=gen, device=x0.device, dtype=x0.dtype) * eps
-    return x0 + g * r.view(-1, *[1] * (x0.ndim - 1))
 
 
 def _label(params: dict) -> str:
@@ -103,7 +91,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
             lo, hi = (x0 - eps).clamp_(min=0), (x0 + eps).clamp_(max=1)
         for _ in range(restarts):
             if random_start and eps > 0:
-                x_adv = _random_start(x0, eps, norm, generator)
+                x_adv = random_point(x0, eps, norm, generator)
                 if box_start:
                     x_adv = torch.clamp(x_adv, lo, hi) if norm == "linf" else x_adv.clamp_(0, 1)
             else:
