@@ -29,7 +29,7 @@ def test_members_and_order_are_autoattack_standard():
         {"name": "apgd-ce", "steps": 100, "restarts": 1, "norm": "linf"},
         {"name": "apgd-t", "steps": 100, "n_target_classes": 9, "norm": "linf"},
         {"name": "fab-t", "steps": 100, "n_target_classes": 9, "norm": "linf"},
-        {"name": "square", "n_queries": 5000, "p_init": 0.8, "norm": "linf"}]
+        {"name": "square", "n_queries": 5000, "p_init": 0.8, "rescale_schedule": False, "norm": "linf"}]
     assert [m["name"] for m in preset_members("autoattack-fast", "l2")] == ["apgd-ce", "apgd-t"]
     assert all(m["norm"] == "l2" for m in preset_members("autoattack", "l2"))
     for name in PRESETS:  # every member takes the parameters the preset gives it
@@ -81,7 +81,8 @@ def test_eval_config_expands_a_preset_into_its_members():
     suite = ThreatModel(eps=(0.3,), attacks=({"name": "autoattack"}, {"name": "pgd", "steps": 5})).suite()
     assert [s.label for s in suite] == ["APGD-CE", "APGD-T", "FAB-T", "Square-5000", "PGD-5"]
     assert [s.name for s in suite][:4] == ["apgd-ce", "apgd-t", "fab-t", "square"]
-    assert suite[3].gradient_free and suite[3].params == {"n_queries": 5000, "p_init": 0.8, "norm": "linf"}
+    assert suite[3].gradient_free and suite[3].params == {"n_queries": 5000, "p_init": 0.8,
+                                                    "rescale_schedule": False, "norm": "linf"}
     l2 = ThreatModel(norm="l2", eps=(1.0,), attacks=("autoattack-fast",)).suite()
     assert [(s.name, s.params["norm"]) for s in l2] == [("apgd-ce", "l2"), ("apgd-t", "l2")]
     with pytest.raises(AdvkitError, match="preset 'autoattack' takes no steps"):

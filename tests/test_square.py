@@ -268,3 +268,34 @@ def test_bad_inputs():
         square(_linear((8, 8)), x[:, 0], y, eps=0.1)
     with pytest.raises(AdvkitError, match=r"x must be in \[0,1\]"):
         square(_linear((1, 8, 8)), x * 2, y, eps=0.1)
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_p_schedule_is_the_references(rescale):
+    """p at every iteration of a 5,000-query run equals the reference AutoAttack's ``p_selection`` with the
+    same ``resc_schedule`` (the ``autoattack`` preset runs it unrescaled, as the reference's standard run)."""
+    import sys
+
+    from advkit.attacks.square import _p_at
+    from conftest import REPO
+
+    ref_root = REPO.parent / "shared" / "reference" / "auto-attack"
+    if not (ref_root / "autoattack" / "square.py").is_file():
+        pytest.skip(f"the reference AutoAttack is not at {ref_root}")
+    sys.path.insert(0, str(ref_root))
+    try:
+        from autoattack.square import SquareAttack
+    finally:
+        sys.path.remove(str(ref_root))
+    ref = SquareAttack(lambda x: x, p_init=0.8, n_queries=5000, resc_schedule=rescale, device="cpu")
+    ours = [_p_at(0.8, it, 5000, rescale) for it in range(5000)]
+    theirs = [ref.p_selection(it) for it in range(5000)]
+    assert ours == theirs
+    assert min(ours) == pytest.approx(0.8 / (512 if rescale else 128), rel=1e-12)
+
+
+def test_the_autoattack_preset_runs_square_unrescaled():
+    from advkit.attacks.presets import PRESETS
+
+    params = dict(PRESETS["autoattack"])["square"]
+    assert params["n_queries"] == 5000 and params["rescale_schedule"] is False

@@ -22,12 +22,13 @@ from advkit.attacks.common import as_fp32, attack_mode, check_eps, check_inputs,
 from advkit.errors import AdvkitError
 
 # AutoAttack standard's parameters (L-inf and L2 alike): APGD-CE 100 steps, 1 restart; APGD-T 100 steps,
-# 9 targets; FAB-T 9 targets, 100 steps; Square 5000 queries from p_init 0.8.
+# 9 targets; FAB-T 9 targets, 100 steps; Square 5000 queries from p_init 0.8, its p schedule at the absolute
+# iterations of a 10,000-query run (not stretched to 5000: the reference's resc_schedule=False).
 PRESETS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
     "autoattack": (("apgd-ce", {"steps": 100, "restarts": 1}),
                    ("apgd-t", {"steps": 100, "n_target_classes": 9}),
                    ("fab-t", {"steps": 100, "n_target_classes": 9}),
-                   ("square", {"n_queries": 5000, "p_init": 0.8})),
+                   ("square", {"n_queries": 5000, "p_init": 0.8, "rescale_schedule": False})),
     "autoattack-fast": (("apgd-ce", {"steps": 100, "restarts": 1}),
                         ("apgd-t", {"steps": 100, "n_target_classes": 9})),
 }

@@ -34,8 +34,8 @@ DEFAULT_P_INIT = {"linf": 0.8, "l2": 0.1}
 _SIGN_RETRIES = 10
 
 
-def _p_at(p_init: float, it: int, n_queries: int) -> float:
-    i = int(it / n_queries * 10000)
+def _p_at(p_init: float, it: int, n_queries: int, rescale: bool = True) -> float:
+    i = int(it / n_queries * 10000) if rescale else it
     return p_init / 2 ** sum(i > t for t in _HALVINGS)
 
 
@@ -176,7 +176,7 @@ def _l2_step(xs, xb, eps, p, gen):
                  label=lambda params: f"Square-{params.get('n_queries', 1000)}")
 def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
            n_queries: int = 1000, p_init: float | None = None, targeted: bool = False, loss: str = "margin",
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           rescale_schedule: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     """Square Attack: random search with square-shaped updates, using only the model's logits.
 
     Each sample gets at most ``n_queries`` forward passes, after one clean pass that finds the samples already
@@ -188,7 +188,9 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
     the proposal fools the model).
     The square's side is ``round(sqrt(p * H * W))``; ``p`` starts at ``p_init`` (default 0.8 for linf, 0.1 for
     l2, the paper's values) and halves at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of a
-    10,000-query budget, rescaled to ``n_queries``.
+    10,000-query budget, rescaled to ``n_queries`` (or taken as they are with ``rescale_schedule=False``, as
+    AutoAttack's ``standard`` run does with its 5,000 queries: ``p`` then ends at ``p_init / 128``, not
+    ``p_init / 512``).
 
     * ``linf``: starts from vertical stripes of +-eps (a random sign per column and channel); an update sets
       the square to a random +-eps per channel, the result clipped to the box.
@@ -215,6 +217,8 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
         loss: ``"margin"`` (the paper's choice: untargeted ``z_y - max_{j!=y} z_j``, targeted
             ``max_{j!=t} z_j - z_t``, both < 0 exactly when fooled) or ``"ce"`` (untargeted: minus the
             cross-entropy of ``y``; targeted: the cross-entropy of the target).
+        rescale_schedule: stretch the halving iterations of ``p`` (set for 10,000 queries) to ``n_queries``;
+            False keeps them at their absolute iterations.
         generator: drives every random draw (on ``x``'s device): the same seed gives the same result.
 
     Returns:
@@ -266,7 +270,7 @@ def square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, no
             act = (margin_best >= 0).nonzero().squeeze(1)
             if act.numel() == 0:
                 break
-            p = _p_at(p_init, it, n_queries)
+            p = _p_at(p_init, it, n_queries, bool(rescale_schedule))
             xs, xb = x0[act], x_best[act]
             if norm == "linf":
                 cand = _linf_step(xs, xb, lo[act], hi[act], eps, p, generator)
