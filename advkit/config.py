@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 C = TypeVar("C", bound="DataclassInstance")  # a config: a dataclass instance
 
+# A YAML document may expand to at most this many nodes once its aliases are followed: a config is a few
+# hundred, while "billion laughs" anchors (each list holding nine aliases of the last) expand exponentially.
+MAX_YAML_NODES = 100_000
+MAX_INT = 2**63 - 1  # config integers must fit torch's int64 (seeds, sizes, counts)
+
 
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
@@ -56,12 +61,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value), key)
     if tp is float and isinstance(value, str):
-        return parse_number(value, key)
+        return _finite(parse_number(value, key), key)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise AdvkitError(f"{key}: {value} is too large (at most {MAX_INT})")
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise AdvkitError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _finite(value: float, key: str) -> float:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise AdvkitError(f"{key}: expected a finite number, got {value}")
+    return value
 
 
 def parse_number(text: str, key: str = "value") -> float:
@@ -82,7 +95,7 @@ def parse_number(text: str, key: str = "value") -> float:
             a, b = text.split("/", 1)
             return float(a) / float(b)
         return float(text)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise AdvkitError(f"{key}: not a number: {text!r}") from None
 
 
@@ -104,6 +117,9 @@ def overlay(base: C, changes: dict[str, Any], prefix: str = "") -> C:
     types_ = _field_types(type(base))
     updates = {}
     for k, v in changes.items():
+        if not isinstance(k, str):
+            raise AdvkitError(f"config key {prefix}{k!r} is not a name (YAML read it as {type(k).__name__}); keys "
+                              f"are words such as {next(iter(types_), 'epochs')!r}")
         if k not in types_:
             close = difflib.get_close_matches(k, types_, n=1)
             hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; valid: {', '.join(types_)}"
@@ -138,7 +154,7 @@ def parse_sets(sets: Iterable[str]) -> dict[str, Any]:
         if not eq or not key:
             raise AdvkitError(f"--set expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = load_yaml(raw, f"--set {key}") if raw else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -171,13 +187,69 @@ def load_config(cls: type[C], path: str | Path | None = None, sets: Iterable[str
         if not path.is_file():
             raise AdvkitError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise AdvkitError(f"{path}: not a UTF-8 text file (byte {e.start}); a config is YAML text") from None
+        try:
+            data = load_yaml(text, str(path)) or {}
         except yaml.YAMLError as e:
             raise AdvkitError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise AdvkitError(f"{path}: a config must be a mapping of keys to values")
         cfg = overlay(cfg, data)
     return overlay(cfg, parse_sets(sets))
+
+
+def load_yaml(text: str, where: str = "YAML") -> Any:
+    """Plain data from YAML text, safely: no tags that build Python objects, no exponential alias expansion.
+
+    Args:
+        text: the YAML document.
+        where: names the source in the error.
+
+    Returns:
+        The data (None for an empty document).
+
+    Raises:
+        yaml.YAMLError: not valid YAML, or a tag the safe loader refuses (``!!python/...``).
+        AdvkitError: anchors and aliases that expand past :data:`MAX_YAML_NODES` nodes or refer to
+            themselves, or nesting too deep to parse.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            return None
+        _expanded_size(node, where)
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise AdvkitError(f"{where}: YAML nested too deeply; a config is a few levels deep") from None
+
+
+def _expanded_size(root: yaml.Node, where: str) -> int:
+    """How many nodes ``root`` becomes with every alias expanded; refuses cycles and anything too large."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise AdvkitError(f"{where}: a YAML anchor refers to itself; a config must be finite data")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(c) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise AdvkitError(f"{where}: YAML aliases expand to more than {MAX_YAML_NODES:,} values "
+                              f"(\"billion laughs\"?); refusing it")
+        sizes[key] = total
+        return total
+
+    return size(root)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

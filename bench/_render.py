@@ -237,11 +237,40 @@ def detect_report(env: dict) -> str:
     return lines(*md)
 
 
+def stream_memory(env: dict) -> str:
+    res = env["results"]
+    md = ["| images | evaluated | peak RSS (eval process) | peak PSS (process tree) | wall | images/s |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for r in res["runs"]:
+        md.append(f"| {r['n']} | {r['evaluated']} | {r['peak_rss_mib']:.0f} MiB | {r['peak_tree_pss_mib']:.0f} MiB | "
+                  f"{r['wall_s']:.0f} s | {r['images_per_s']:.2f} |")
+    md.append(f"\nGrowth from the first to the last size: RSS {res['rss_growth_mib']:+.0f} MiB, PSS "
+              f"{res['pss_growth_mib']:+.0f} MiB (limit {res['limit_mib']:.0f} MiB: "
+              f"{'flat' if res['flat'] else 'NOT flat'}). `advkit eval` on generated {res['generated_side']} px JPEGs "
+              f"(imagefolder), {res['model']}, {res['attack']}, batch {res['batch_size']}, {res['workers']} "
+              f"decoding workers, checks off. {res['note']}")
+    return lines(*md)
+
+
+def stream_throughput(env: dict) -> str:
+    res = env["results"]
+    ips = res["images_per_s"]
+    md = ["| data | images/s |", "| --- | --- |", f"| streamed (imagefolder, {res['workers']} workers) | "
+          f"{ips['streamed']:.2f} |", f"| the same tensors in memory | {ips['in_memory']:.2f} |",
+          f"\nStreamed / in memory: **{res['ratio']:.3f}x** (target {res['target']}x: "
+          f"{'met' if res['meets_target'] else 'NOT met'}); same per-sample outcomes: {res['same_outcomes']}. "
+          f"{res['attack']} on {res['n']} generated {res['generated_side']} px JPEGs cropped to "
+          f"{res['input_size']} px, {res['model']}, batch {res['batch_size']}, median of {res['rounds']} "
+          f"alternating round(s). {res['note']}"]
+    return lines(*md)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "attack_speed": attack_speed, "train_mnist": train_mnist, "train_speed": train_speed,
     "fgsm_rs_seeds": fgsm_rs_seeds, "gan_mnist": gan_mnist, "gan_judge_sensitivity": gan_judge_sensitivity,
     "detect_mnist": detect_mnist, "detect_cross_generator": detect_cross_generator, "detect_speed": detect_speed,
-    "eval_speed": eval_speed, "detect_report": detect_report}
+    "eval_speed": eval_speed, "detect_report": detect_report, "stream_memory": stream_memory,
+    "stream_throughput": stream_throughput}
 
 
 def render_file(env: dict) -> str | None:

@@ -33,6 +33,14 @@ def needs_data(*parts: str) -> pytest.MarkDecorator:
                               reason=f"shared dataset {path} not present (set ADVKIT_DATA to where the datasets are)")
 
 
+def slow_except(values, fast, key=str) -> list:
+    """A parametrize list whose cases are ``slow`` except those whose ``key(value)`` is in ``fast``: the default
+    run keeps a sample of a matrix, the slow step (``-m slow``) runs the rest. A tuple value is one case of
+    several argument names."""
+    return [v if key(v) in fast else pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=pytest.mark.slow)
+            for v in values]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep every test's advkit cache away from the user's real one."""

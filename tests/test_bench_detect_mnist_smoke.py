@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a whole benchmark run, end to end: CI's slow step
 def test_detect_mnist_quick(tmp_path):
     from advkit.gan import DCGANGenerator, save_gan_net
 
@@ -35,6 +37,7 @@ def test_detect_mnist_quick(tmp_path):
     assert r["rows"][1]["train_objective"] == "pgd" and "machine" in env
 
 
+@pytest.mark.slow  # a whole benchmark run, end to end: CI's slow step
 def test_detect_mnist_quick_with_the_gans_discriminator(tmp_path):
     from advkit.gan import DCGANDiscriminator, DCGANGenerator, save_gan_net
 

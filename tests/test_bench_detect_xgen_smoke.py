@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a whole benchmark run, end to end: CI's slow step
 def test_cross_generator_quick(tmp_path):
     from advkit.gan import DCGANGenerator, save_gan_net
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,7 @@ def _run(bench: str, out: Path, *args: str) -> dict:
     return {**env["results"], "machine": env["machine"]}
 
 
+@pytest.mark.slow  # a whole benchmark run, end to end: CI's slow step
 def test_train_mnist_quick(tmp_path):
     # clean objective: an adversarial run needs more than a smoke run's 20 steps to learn anything
     r = _run("train_mnist", tmp_path / "t.json", "--run-dir", str(tmp_path / "run"), "--set", "objective.name=clean",
@@ -35,6 +38,7 @@ def test_train_mnist_quick(tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow  # a whole benchmark run, end to end: CI's slow step
 def test_train_speed_quick(tmp_path):
     r = _run("train_speed", tmp_path / "s.json")
     (row,) = r["rows"]

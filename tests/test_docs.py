@@ -20,7 +20,7 @@ README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
 SETUP = ('pip install -e . && advkit attack --fgsm',
-         'pip install -e ".[dev]" && python -m pytest -q -m "not gpu" -p no:cacheprovider')
+         'pip install -e ".[dev]" && python -m pytest -q -m "not gpu and not slow" -p no:cacheprovider')
 # the generated-table blocks python -m bench.tables fills, and the page each must appear on
 BLOCK_IDS = {"headline": "README.md", "attack-speed": "attacks.md", "train-mnist": "training.md",
              "eval-speed": "evaluation.md", "gan-mnist": "gans.md", "detect": "detection.md",

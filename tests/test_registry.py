@@ -90,7 +90,7 @@ def test_unknown_family_is_one_clear_error():
         split_name("xyz:thing")
     with pytest.raises(AdvkitError, match=r"unknown attack family 'xyz:'.*known: foolbox:$"):
         get_attack("xyz:LinfPGD")
-    with pytest.raises(AdvkitError, match=r"unknown dataset family 'xyz:'.*known: folder:, npz:$"):
+    with pytest.raises(AdvkitError, match=r"unknown dataset family 'xyz:'.*known: csv:, folder:, imagefolder:, npz:$"):
         load_dataset("xyz:/tmp/data")
     with pytest.raises(AdvkitError, match=r"unknown model family 'xyz:'.*known: timm:$"):
         create_model("xyz:resnet18")

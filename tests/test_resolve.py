@@ -166,3 +166,58 @@ def test_harness_ensemble_is_the_models_ensemble_over_resolved_members(tmp_path)
     torch.testing.assert_close(model(x), (a(x) + b(x)) / 2)
     single = load_model(ModelSpec(model=str(pa)), data, torch.device("cpu"))
     torch.testing.assert_close(single(x), a(x), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------ forms and options
+@pytest.mark.parametrize("spec, form", [("lenet", "name"), ("timm:resnet18", "timm"), ("torchvision:resnet18",
+                                        "torchvision"), ("py:pkg.mod:make", "py"), ("nets/my.py:make", "py"),
+                                        ("my.py:make", "py"), ("py:nets/my.py:make", "py"),
+                                        ("runs/a", "checkpoint"), ("m.safetensors", "checkpoint")])
+def test_model_form_reads_each_spec_once(spec, form):
+    from advkit.models.resolve import model_form
+
+    assert model_form(spec) == form
+
+
+def test_a_pt_file_is_torchscript_only_when_it_holds_code(tmp_path):
+    from advkit.models.resolve import model_form
+
+    net = torch.nn.Linear(2, 3)
+    torch.save(net.state_dict(), tmp_path / "state.pt")
+    torch.jit.save(torch.jit.script(net), str(tmp_path / "script.pt"))
+    assert (model_form(str(tmp_path / "state.pt")), model_form(str(tmp_path / "script.pt"))) == (
+        "checkpoint", "torchscript")
+    with pytest.raises(AdvkitError, match="holds weights, not a model.*--weights"):
+        resolve_model(str(tmp_path / "state.pt"), **SHAPE)
+
+
+@pytest.mark.parametrize("kw, msg", [({"num_classes": 0}, "num-classes must be a positive"),
+                                     ({"input_size": -3}, "input-size must be a positive"),
+                                     ({"mean": (0.5,)}, "give --mean and --std together"),
+                                     ({"mean": (0.5,), "std": (0.0,)}, "--std must be > 0"),
+                                     ({"mean": (float("nan"),), "std": (1.0,)}, "finite numbers")])
+def test_model_options_refuse_bad_values(kw, msg):
+    from advkit.models import ModelOptions
+
+    with pytest.raises(AdvkitError, match=msg):
+        ModelOptions(**kw)
+
+
+def test_options_with_a_checkpoint_or_the_default_model_are_errors(ckpt):
+    from advkit.models import ModelOptions
+    from advkit.train.default import resolve
+
+    _, path = ckpt
+    with pytest.raises(AdvkitError, match="records its own architecture.*--weights"):
+        resolve_model(str(path), **SHAPE, options=ModelOptions(weights="w.pt"))
+    with pytest.raises(AdvkitError, match="--mean, --std need a --model"):
+        resolve(None, _data(), options=ModelOptions(mean=(0.5,), std=(0.2,)))
+
+
+def test_a_registered_name_takes_the_options_over_the_data(tmp_path):
+    from advkit.models import ModelOptions
+
+    m = resolve_model("lenet", **SHAPE, mean=[0.5], std=[0.25], say=lambda s: None,
+                      options=ModelOptions(num_classes=4, mean=(0.1,), std=(0.2,), input_size=12))
+    assert m(torch.rand(2, 1, 8, 8)).shape == (2, 4)  # 8 px inputs resized to the asked 12
+    assert m.origin["mean"] == pytest.approx([0.1]) and m.input_size == 12

@@ -78,8 +78,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
     if steps < 1 or restarts < 1:
         raise AdvkitError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
     alpha = 2.5 * eps / steps if alpha is None else float(alpha)
-    if not alpha >= 0:
-        raise AdvkitError(f"alpha must be >= 0, got {alpha}")
+    if not 0 <= alpha < float("inf"):
+        raise AdvkitError(f"alpha must be finite and >= 0, got {alpha}")
     loss_fn = loss or default_loss
     sign = -1.0 if targeted else 1.0
     best: torch.Tensor | None = None

@@ -12,7 +12,7 @@ import click
 import numpy as np
 import torch
 
-from advkit.cli._common import default_out, parse_eps_list, resolve_model
+from advkit.cli._common import default_out, hold_out, model_options, options_from, parse_eps_list, resolve_model
 from advkit.errors import AdvkitError
 
 
@@ -48,19 +48,25 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
 @click.option("--pgd", "use_pgd", is_flag=True, help="PGD (iterated, projected, random start).")
 @click.option("--attack", "name", metavar="NAME", help="Any registered attack, e.g. foolbox:LinfDeepFoolAttack.")
 @click.option("--eps", default="0.1", show_default=True, help="One eps or a comma list, pixel units (8/255 ok).")
-@click.option("--steps", type=int, help="Iterations (PGD default 10).")
+@click.option("--steps", type=click.IntRange(1, 100_000), help="Iterations (PGD default 10).")
 @click.option("--alpha", type=str, help="PGD step size (default 2.5*eps/steps).")
 @click.option("--norm", type=click.Choice(["linf", "l2"]), help="PGD norm (default linf).")
-@click.option("--restarts", type=int, help="PGD random restarts (default 1).")
+@click.option("--restarts", type=click.IntRange(1, 10_000), help="PGD random restarts (default 1).")
 @click.option("--targeted", is_flag=True,
               help="Targeted attack: push each image towards a target class (chosen by --target); success "
                    "then means reaching it.")
 @click.option("--target", "target_mode", type=click.Choice(["random", "least-likely", "next"]),
               help="How --targeted picks each image's target, never its true class: random (default), "
                    "least-likely (the model's lowest-scored class on the clean image) or next ((label+1) mod K).")
-@click.option("--model", help="A checkpoint (.safetensors) or a registry name; default: the cached MNIST model.")
+@click.option("--model", help="A checkpoint (.safetensors), a registry name, timm:NAME or torchvision:NAME (with "
+                               "--weights), py:module:factory, file.py:factory or a TorchScript file (docs/models.md); "
+                               "default: the cached MNIST model.")
+@model_options
 @click.option("--data", "data_spec", default="mnist", show_default=True,
-              help="Dataset: mnist, cifar10, npz:PATH, folder:PATH.")
+              help="Dataset: mnist, cifar10, npz:PATH, folder:PATH, imagefolder:PATH or csv:FILE (read at the "
+                   "model's input size).")
+@click.option("--skip-bad", is_flag=True, help="imagefolder:/csv: leave unreadable image files out (default: fail, "
+                                               "listing them).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--download", is_flag=True, help="Let torchvision download a named dataset.")
@@ -68,18 +74,18 @@ def _write_outputs(out: Path, sweep, data, summary: dict) -> list[Path]:
               help="How many images (from the start of the split).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(-(2**63), 2**63 - 1), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/attack-TIME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for programs).")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted, target_mode, model, data_spec, split,
-           data_root, download, n, batch_size, device, seed, out, as_json, quiet):
+           data_root, download, n, batch_size, device, seed, out, as_json, quiet, skip_bad=False, **model_kw):
     """Attack a model: `advkit attack --fgsm` breaks the default MNIST classifier."""
     from tqdm import tqdm
 
     from advkit.attacks import get_attack
     from advkit.config import parse_number
-    from advkit.data import load_dataset
+    from advkit.data import StreamDataset, open_dataset
     from advkit.eval import attack_sweep
     from advkit.runtime.device import resolve_device, seed_everything
 
@@ -98,13 +104,18 @@ def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted,
               "restarts": restarts}
     atk = get_attack(attack_name, **params)
     eps_list = parse_eps_list(eps)
+    model_opts = options_from(model_kw)
+    out_dir = hold_out(out if out else default_out("attack"))
     dev = resolve_device(device)
     seed_everything(seed)
-    data = load_dataset(data_spec, split, root=data_root, download=download).subset(n)
-    net = resolve_model(model, data, data_root, dev, echo)
+    data = open_dataset(data_spec, split, root=data_root, download=download, skip_bad=skip_bad,
+                        num_workers=2).subset(n)
+    net = resolve_model(model, data, data_root, dev, echo, options=model_opts)
+    if isinstance(data, StreamDataset):  # the first n files, decoded at the model's input size
+        data = data.for_model(net).materialize()
     spec = getattr(net, "spec", {})
     expected = (spec["in_chans"], spec["input_size"], spec["input_size"]) if "in_chans" in spec else None
-    if expected and tuple(expected) != data.image_shape:
+    if expected and tuple(expected) != data.image_shape and not getattr(net, "adapts", False):
         raise AdvkitError(f"the model takes images of shape {tuple(expected)} but {data_spec} has "
                           f"{data.image_shape}")
     t0 = time.perf_counter()
@@ -117,7 +128,8 @@ def attack(use_fgsm, use_pgd, name, eps, steps, alpha, norm, restarts, targeted,
                "data": data_spec, "split": split, "n": len(data), "device": str(dev), "seed": seed,
                "targeted": targeted, "target": sweep.target, "results": sweep.summary()["results"],
                "total_time_s": round(time.perf_counter() - t0, 3)}
-    out_dir = Path(out) if out else default_out("attack")
+    if getattr(net, "origin", None):
+        summary["model_loaded"] = net.origin  # form, spec, weights file and sha256, normalization, input size
     files = _write_outputs(out_dir, sweep, data, summary)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import click
 
+from advkit.cli._common import model_options, options_from
+
 TABLE_ROWS = 20
 
 
 @click.command("detect")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--ckpt", required=True, type=click.Path(),
-              help="A 2-class detector checkpoint (class 0 real, 1 fake) or a training run folder holding one.")
+              help="A 2-class detector checkpoint (class 0 real, 1 fake) or a training run folder holding one; "
+                   "or any model form with two logits: timm:NAME/torchvision:NAME with --weights, "
+                   "py:module:factory, a TorchScript file (docs/models.md).")
+@model_options
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write every row to FILE.csv (rows, then one video_summary row per video) or FILE.json "
                    "({rows, videos, summary}).")
@@ -22,7 +27,7 @@ TABLE_ROWS = 20
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--workers", type=int, help="Decoding processes (default min(4, CPUs); 0 decodes in-process).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def detect(paths, ckpt, out, threshold, every, fps, faces, batch_size, workers, device):
+def detect(paths, ckpt, out, threshold, every, fps, faces, batch_size, workers, device, **model_kw):
     """Score PATHs (images; folders, recursively; videos .mp4 .avi .mov .mkv .webm) with a fake-image detector.
 
     Each image or sampled frame is converted to the detector's channels and resized to its input size
@@ -31,12 +36,15 @@ def detect(paths, ckpt, out, threshold, every, fps, faces, batch_size, workers, 
     Exit codes: 0 the run finished (even with per-file errors); 2 usage or fatal error (no PATH exists,
     nothing to score, not a 2-class detector, bad --out suffix).
     """
+    from advkit.cli._common import hold_out
     from advkit.detect.infer import check_out_path, detect_paths, load_detector, write_result
     from advkit.runtime.device import resolve_device
 
     out_path = check_out_path(out) if out else None
+    if out_path is not None:
+        hold_out(out_path, file=True)
     dev = resolve_device(device)
-    model = load_detector(ckpt, device=dev)
+    model = load_detector(ckpt, device=dev, options=options_from(model_kw))
     result = detect_paths(model, paths, threshold=threshold, every=every, fps=fps, faces=faces,
                           batch_size=batch_size, workers=workers, device=dev, progress=True)
     _print_table(result.rows, result.videos, out_path)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
-from pathlib import Path
 
 import click
 
-from advkit.cli._common import default_out
+from advkit.cli._common import default_out, hold_out
+
+PROGRESS = ".eval_progress"  # per-batch results of a running eval, for --resume
 
 
 @click.command("eval")
@@ -20,7 +22,11 @@ from advkit.cli._common import default_out
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder (default advkit_runs/eval-TIME).")
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
+@click.option("--skip-bad", is_flag=True, help="Streamed data (imagefolder:, csv:): leave unreadable image files out "
+                                               "(listed in the report) instead of failing; config data.skip_bad.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted eval into the same --out: batches it finished "
+                                             "(kept in OUT/.eval_progress) are not attacked again.")
+def eval_cmd(config_path, sets, baseline, out, data_root, quiet, skip_bad=False, resume=False):
     """Evaluate models against an attack suite: per-sample worst case over attacks, sanity checks, gates.
 
     With `detection.data` in the config the models are fake-image detectors: clean AUC/AP/EER, the
@@ -43,8 +49,10 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
     cfg = load_config(EvalDetectionConfig, config_path, sets)
     if data_root:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
+    if skip_bad:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, skip_bad=True))
     base = load_report(baseline) if baseline else None
-    out_dir = Path(out) if out else default_out("eval")
+    out_dir = hold_out(out if out else default_out("eval"))
     device = resolve_device(cfg.device)
     dist = init_distributed(device.type)
     if dist.enabled and device.type == "cuda":
@@ -59,12 +67,14 @@ def eval_cmd(config_path, sets, baseline, out, data_root, quiet):
         if cfg.detection.enabled:  # the models are fake-image detectors
             report = run_detection_eval(cfg, device=device, dist=dist, baseline=base, say=say)
         else:
-            report = run_eval(cfg, device=device, dist=dist, baseline=base, progress=not quiet, say=say)
+            report = run_eval(cfg, device=device, dist=dist, baseline=base, progress=not quiet, say=say,
+                              progress_dir=out_dir / PROGRESS, resume=resume)
     finally:
         shutdown(dist)
     if report is None:
         return
     paths = write_reports(report, out_dir)
+    shutil.rmtree(out_dir / PROGRESS, ignore_errors=True)  # the report is complete: the partial results go
     _print_summary(report, echo)
     echo(f"reports: {', '.join(str(p) for p in paths)}")
     failed = [g for g in report["gates"] if not g["passed"]]

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from advkit.cli._common import default_out
+from advkit.cli._common import default_out, hold_out
 from advkit.errors import AdvkitError
 
 
@@ -41,7 +41,7 @@ def gan_cmd(config_path, sets, out, data_root, resume):
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
     if resume and not out:
         raise AdvkitError("--resume needs --out DIR (the run to continue)")
-    out_dir = Path(out) if out else default_out("gan")
+    out_dir = hold_out(out if out else default_out("gan"))
     extra = f", hardened D ({cfg.harden.objective}, eps {cfg.harden.eps:g})" if cfg.harden.objective != "none" else ""
     echo = click.echo if is_main_process() else (lambda *a, **k: None)
     echo(f"training a DCGAN on {cfg.data.dataset} ({cfg.loss} loss{extra}, {cfg.epochs} epochs) -> {out_dir}")
@@ -104,8 +104,9 @@ def _umask() -> int:
 @click.option("-n", "n", type=int, required=True, help="Number of images.")
 @click.option("--out", required=True, type=click.Path(),
               help="OUT.npz (uint8 images 'x' [N,H,W,C], labels 'y' = 1 'fake'; readable as npz:OUT.npz) "
-                   "or a folder for 000000.png ...")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of z: same seed, same images.")
+                   "or a folder (a name without an extension) for 000000.png ...")
+@click.option("--seed", type=click.IntRange(-(2**63), 2**63 - 1), default=0, show_default=True,
+              help="Seed of z: same seed, same images.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def generate(ckpt, n, out, seed, batch_size, device):
@@ -122,7 +123,10 @@ def generate(ckpt, n, out, seed, batch_size, device):
         raise AdvkitError(f"-n must be >= 1, got {n}")
     if batch_size < 1:
         raise AdvkitError(f"--batch-size must be >= 1, got {batch_size}")
-    out_path = Path(out)
+    if Path(out).suffix and Path(out).suffix != ".npz" and not Path(out).is_dir():
+        raise AdvkitError(f"--out {out}: name an .npz file or a folder (no extension) for PNGs; "
+                          f"{Path(out).suffix!r} is neither")
+    out_path = hold_out(out, file=True)
     if out_path.suffix != ".npz" and out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
         raise AdvkitError(f"{out_path} already exists and is not an empty folder; choose a new --out")
     ckpt_path = Path(ckpt)
@@ -133,7 +137,8 @@ def generate(ckpt, n, out, seed, batch_size, device):
     gen = torch.Generator().manual_seed(seed)  # z on the CPU: the same z whatever the device
     chunks = []
     with torch.no_grad():
-        for s in tqdm(range(0, n, batch_size), desc="generating", unit="batch", leave=False):
+        for s in tqdm(range(0, n, batch_size), desc="generating", unit="batch", leave=False,
+                      disable=None):
             z = torch.randn(min(batch_size, n - s), g.z_dim, generator=gen)
             x = g(z.to(dev)).float().clamp_(0, 1)
             chunks.append((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from advkit.cli._common import default_out
+from advkit.cli._common import default_out, hold_out, model_options, options_from
 
 
 @click.group()
@@ -23,7 +22,10 @@ def train() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/train-TIME).")
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.ckpt (written atomically every epoch).")
-def classifier(config_path, sets, out, data_root, resume):
+@click.option("--model", "model_name", help="The architecture (config model.name): a registered name, timm:NAME or "
+                                            "torchvision:NAME; with --weights, fine-tune from those weights.")
+@model_options
+def classifier(config_path, sets, out, data_root, resume, model_name, **model_kw):
     """Train a classifier; writes OUT/model.safetensors (+ .json), config.yaml and metrics.jsonl.
 
     Under `torchrun --nproc_per_node=N` the same command trains with DDP; only rank 0 prints and writes.
@@ -41,9 +43,10 @@ def classifier(config_path, sets, out, data_root, resume):
     cfg = load_config(TrainConfig, config_path, sets)
     if data_root:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
+    cfg = _with_model_options(cfg, model_name, options_from(model_kw))
     if resume and not out:
         raise click.UsageError("--resume needs --out DIR (the run to continue)")
-    out_dir = Path(out) if out else default_out("train")
+    out_dir = hold_out(out if out else default_out("train"))
     o = cfg.objective
     what = o.name if o.name == "clean" else f"{o.name}, eps {o.eps:g}"
     echo(f"training {cfg.model.name} on {cfg.data.dataset} ({what}, {cfg.epochs} epochs) -> {out_dir}")
@@ -51,6 +54,23 @@ def classifier(config_path, sets, out, data_root, resume):
     rob = "" if metrics.get("robust_acc") is None else f", PGD-{cfg.eval.steps} robust {metrics['robust_acc']:.2%}"
     echo(f"final: clean {metrics['clean_acc']:.2%}{rob} (epoch {metrics['epoch']}); "
                f"model: {out_dir / 'model.safetensors'}")
+
+
+def _with_model_options(cfg, model_name, o):
+    """``cfg`` with --model and the model options: --weights is ``init``, the others go under ``model``."""
+    import dataclasses
+
+    from advkit.errors import AdvkitError
+
+    if o.input_size is not None:
+        raise AdvkitError("--input-size: training runs at the data's image size; resize the data instead")
+    m = cfg.model
+    m = dataclasses.replace(m, name=model_name or m.name, num_classes=o.num_classes or m.num_classes,
+                            mean=o.mean or m.mean, std=o.std or m.std)
+    try:
+        return dataclasses.replace(cfg, model=m, init=o.weights or cfg.init)
+    except ValueError as e:
+        raise AdvkitError(str(e)) from None
 
 
 def _print_epoch(m: dict) -> None:
@@ -92,7 +112,7 @@ def detector(config_path, sets, out, data_root, resume):
         cfg = dataclasses.replace(cfg, data_root=data_root)
     if resume and not out:
         raise click.UsageError("--resume needs --out DIR (the run to continue)")
-    out_dir = Path(out) if out else default_out("detector")
+    out_dir = hold_out(out if out else default_out("detector"))
     o = cfg.train.objective
     what = o.name if o.name == "clean" else f"{o.name}, eps {o.eps:.4g}"
     members = (f", an ensemble of {cfg.ensemble} (seeds {cfg.train.seed}-{cfg.train.seed + cfg.ensemble - 1})"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +28,8 @@ KNOWN_SHA256 = {
     "cifar10_train_1.npz": "366d86d77563675446440fe10e598123e8326745ba0e2b7ec14e3c5e000b4c3e",
     "cifar10_train_2.npz": "0d06177fc5e14ea3c7b01a1d49fb55a4516e0c7d40c033441c4f912db82cf56c",
 }
+# An npz array may state at most this many bytes: a few-KB file can claim a terabyte-sized array.
+MAX_NPZ_ARRAY_BYTES = 16 * 2**30
 # (path, size, mtime) of files already verified in this process: skips re-hashing, never changes results.
 _verified: set[tuple[str, int, int]] = set()
 
@@ -125,7 +130,10 @@ class ArrayDataset(torch.utils.data.Dataset):
 
 Loader = Callable[..., ArrayDataset]
 _DATASETS: Registry[Loader] = Registry("dataset")
-_FAMILY_LOADERS: dict[Family, Loader] = {}
+_FAMILY_LOADERS: dict[Family, Callable[..., Any]] = {}
+_L = TypeVar("_L", bound=Callable[..., Any])  # a family's loader, returning an ArrayDataset or a StreamDataset
+# families read lazily (advkit.data.stream): their loaders return a StreamDataset, not an ArrayDataset
+_STREAMED: set[Family] = set()
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
@@ -144,23 +152,28 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return _DATASETS.register(name)
 
 
-def register_prefix(prefix: str) -> Callable[[Loader], Loader]:
+def register_prefix(prefix: str, *, streamed: bool = False) -> Callable[[_L], _L]:
     """Decorator: register a loader for the dataset names ``prefix:PATH``.
 
     The prefix becomes a ``dataset`` family of :mod:`advkit.registry`, the one parser of name prefixes.
 
     Args:
         prefix: the family's name, without the colon (``npz``).
+        streamed: the loader returns a lazy :class:`advkit.data.stream.StreamDataset` (files listed, nothing
+            decoded); :func:`open_dataset` hands it over as it is, :func:`load_dataset` reads it into memory.
 
     Returns:
-        A decorator taking ``loader(path, split) -> ArrayDataset`` and returning it unchanged.
+        A decorator taking ``loader(path, split) -> ArrayDataset`` (or a ``StreamDataset``) and returning it
+        unchanged.
 
     Raises:
         KeyError: the family already exists.
     """
-    family = register_family(prefix, "dataset", "PATH")
+    family = register_family(prefix, "dataset", "FILE" if prefix == "csv" else "PATH")
+    if streamed:
+        _STREAMED.add(family)
 
-    def deco(fn: Loader) -> Loader:
+    def deco(fn: _L) -> _L:
         _FAMILY_LOADERS[family] = fn
         return fn
     return deco
@@ -200,7 +213,8 @@ def load_dataset(spec: str, split: str = "test", *, root: str | os.PathLike | No
     """Load a dataset into memory.
 
     Args:
-        spec: a registered name (:func:`list_datasets`), ``npz:PATH`` or ``folder:PATH``.
+        spec: a registered name (:func:`list_datasets`), ``npz:PATH`` or ``folder:PATH``; a streamed family
+            (``imagefolder:PATH``, ``csv:FILE``) is read whole at 224 px (:func:`open_dataset` streams it).
         split: ``train`` or ``test``.
         root: where named datasets are (see :func:`data_roots`).
         download: let torchvision fetch a named dataset into the first root (off by default: nothing
@@ -212,11 +226,43 @@ def load_dataset(spec: str, split: str = "test", *, root: str | os.PathLike | No
     Raises:
         AdvkitError: an unknown name or split, a missing or corrupt file.
     """
+    data = open_dataset(spec, split, root=root, download=download)
+    if not isinstance(data, ArrayDataset):  # a streamed family, read whole at its default size
+        data = data.materialize()
+    return data
+
+
+def open_dataset(spec: str, split: str = "test", *, root: str | os.PathLike | None = None, download: bool = False,
+                 skip_bad: bool = False, num_workers: int = 0, input_size: int | None = None,
+                 crop_pct: float | None = None, interpolation: str | None = None) -> Any:
+    """A dataset, in memory or streamed: ``imagefolder:PATH`` and ``csv:FILE`` are listed, never read whole.
+
+    Args:
+        spec: as :func:`load_dataset` takes, or ``imagefolder:PATH`` / ``csv:FILE``.
+        split: ``train`` or ``test``.
+        root: where named datasets are (see :func:`data_roots`).
+        download: as :func:`load_dataset`.
+        skip_bad: streamed data: leave unreadable files out instead of failing.
+        num_workers: streamed data: DataLoader worker processes decoding ahead (0: in the caller's process).
+        input_size: streamed data: the side images are cropped to (``None``: the model's, else 224).
+        crop_pct: streamed data: the center crop's share (``None``: 0.875, timm's default).
+        interpolation: streamed data: ``bilinear`` or ``bicubic`` (``None``: bilinear).
+
+    Returns:
+        An :class:`ArrayDataset`, or a :class:`advkit.data.stream.StreamDataset` for a streamed family.
+
+    Raises:
+        AdvkitError: an unknown name or split, a missing or corrupt file.
+    """
     if split not in ("train", "test"):
         raise AdvkitError(f"unknown split {split!r}; valid: train, test")
     family, rest = split_name(spec, kind="dataset")  # unknown prefixes raise here, listing the known ones
     if family is not None:
-        return _FAMILY_LOADERS[family](Path(rest).expanduser(), split)
+        data = _FAMILY_LOADERS[family](Path(rest).expanduser(), split)
+        if family in _STREAMED:
+            data = dataclasses.replace(data, skip_bad=skip_bad, num_workers=num_workers).with_transform(
+                input_size, crop_pct, interpolation)
+        return data
     if spec not in _DATASETS:
         raise AdvkitError(_DATASETS.unknown_message(spec, _family_names()))
     return _DATASETS.get(spec)(split=split, roots=data_roots(root), download=download)
@@ -263,11 +309,43 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise AdvkitError(f"no such file: {path}")
     verify_checksum(path)
+    _check_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError) as e:
-        raise AdvkitError(f"cannot read {path} as an npz of plain arrays: {e}") from None
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        # numpy's own wording may advise unpickling (allow_pickle=): never pass that on
+        reason = "it holds pickled data" if "pickle" in str(e) else f"{type(e).__name__}: {e}"
+        raise AdvkitError(f"cannot read {path} as an npz of plain arrays ({reason})") from None
+
+
+def _check_npz_headers(path: Path) -> None:
+    """Refuse an npz before reading any array: not a zip, a member that is not a plain array, or one that states
+    an object dtype or an absurd size (each array's header is read; the data is not)."""
+    where = f"cannot read {path} as an npz of plain arrays"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise AdvkitError(f"{where} (member {info.filename!r} is not a .npy array)")
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(f)
+                if dtype.hasobject:
+                    raise AdvkitError(f"{where} (array {info.filename[:-4]!r} holds Python objects, which "
+                                      f"advkit never unpickles; save plain numeric arrays)")
+                size = dtype.itemsize * int(np.prod(shape, dtype=object))
+                if size > MAX_NPZ_ARRAY_BYTES:
+                    raise AdvkitError(f"{where} (array {info.filename[:-4]!r} states shape {shape}, "
+                                      f"{size / 2**30:.3g} GiB, over the {MAX_NPZ_ARRAY_BYTES // 2**30} GiB limit)")
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error, NotImplementedError) as e:
+        if isinstance(e, AdvkitError):
+            raise
+        reason = ("not a zip archive" if isinstance(e, zipfile.BadZipFile)
+                  else "it holds pickled data" if "pickle" in str(e) else f"{type(e).__name__}: {e}")
+        raise AdvkitError(f"{where} ({reason})") from None
 
 
 def to_nchw_uint8(x: np.ndarray, where: str) -> torch.Tensor:
@@ -293,7 +371,7 @@ def to_nchw_uint8(x: np.ndarray, where: str) -> torch.Tensor:
     if x.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(x))
     if np.issubdtype(x.dtype, np.floating):
-        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
             raise AdvkitError(f"{where}: float images must be finite and in [0,1]")
         return torch.from_numpy(np.ascontiguousarray(np.round(x * 255).astype(np.uint8)))
     raise AdvkitError(f"{where}: images must be uint8 or float, got {x.dtype}")

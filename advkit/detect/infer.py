@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -49,12 +49,15 @@ class DetectResult:
         return {"rows": self.rows, "videos": self.videos, "summary": self.summary}
 
 
-def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """A detector: an advkit 2-class classifier checkpoint (0 real, 1 fake), loaded without unpickling.
+def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu", options: Any = None) -> nn.Module:
+    """A detector: an advkit 2-class classifier checkpoint (0 real, 1 fake), loaded without unpickling; or any
+    other model form of :mod:`advkit.models.resolve` with two logits (``options``: ``--weights`` etc.).
 
     Args:
-        path: the checkpoint, or a training run folder holding ``model.safetensors``.
+        path: the checkpoint, or a training run folder holding ``model.safetensors``; or ``timm:NAME``,
+            ``torchvision:NAME`` (with ``options.weights``), ``py:module:factory``, a TorchScript file.
         device: where the model goes.
+        options: :class:`advkit.models.ModelOptions` for a model from outside advkit.
 
     Returns:
         The model in eval mode.
@@ -63,8 +66,20 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -
         AdvkitError: a GAN checkpoint, a non-advkit file, a classifier with another class count, or one
             whose input channels are not 1 or 3.
     """
-    from advkit.models import checkpoint_file, load, read_metadata
+    from advkit.models import ModelOptions, checkpoint_file, load, read_metadata
+    from advkit.models.resolve import model_form, resolve_model
 
+    options = options or ModelOptions()
+    if model_form(str(path)) != "checkpoint" or options.given:
+        model = resolve_model(str(path), num_classes=2, in_chans=3, input_size=options.input_size or 224,
+                              device=device, options=options)
+        side = model.input_size or 224
+        with torch.no_grad():
+            out = model(torch.zeros(1, model.spec.get("in_chans") or 3, side, side, device=device))
+        if out.ndim != 2 or out.shape[1] != 2:
+            raise AdvkitError(f"model {path} gives {tuple(out.shape[1:])} outputs; a detector has 2 logits "
+                              f"(0 real, 1 fake)")
+        return model
     path = checkpoint_file(path)
     spec = read_metadata(path)["model"]
     if spec["num_classes"] != 2:
@@ -282,6 +297,23 @@ def check_out_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def csv_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a string starting with ``= + - @``, a tab or a carriage
+    return (a formula to Excel or LibreOffice, e.g. a file named ``=HYPERLINK(...).png``) gets a leading ``'``.
+
+    Args:
+        value: the cell; None becomes empty, numbers stay numbers.
+
+    Returns:
+        The value to write.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def write_result(result: DetectResult, path: str | os.PathLike) -> Path:
     """Write ``result`` atomically, in the format the suffix names.
 
@@ -308,9 +340,9 @@ def write_result(result: DetectResult, path: str | os.PathLike) -> Path:
     writer = csv.DictWriter(buf, fieldnames=CSV_KEYS, extrasaction="ignore")
     writer.writeheader()
     for r in result.rows:
-        writer.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_KEYS})
+        writer.writerow({k: csv_cell(r.get(k)) for k in CSV_KEYS})
     for v in result.videos:
         row = {**v, "kind": "video_summary", "score_fake": v["score_mean"]}
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_KEYS})
+        writer.writerow({k: csv_cell(row.get(k)) for k in CSV_KEYS})
     atomic_write_text(path, buf.getvalue())
     return path

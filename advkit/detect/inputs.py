@@ -168,12 +168,16 @@ class FrameStream(IterableDataset):
                 yield self._image(i, src.path)
 
     def _image(self, i: int, path: str) -> dict:
+        import cv2
+
         from advkit.data import read_image
 
         try:
             img = read_image(Path(path))
-        except (OSError, ValueError) as e:
-            return _item(i, None, error=f"cannot read: {e}")
+        except AdvkitError as e:  # e.g. a decompression bomb: refused before decoding; the message names it
+            return _item(i, None, error=str(e).removeprefix(f"{path}: "))
+        except (OSError, ValueError, cv2.error, MemoryError) as e:
+            return _item(i, None, error=f"cannot read: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
         if img is None:
             ext = Path(path).suffix.lower()
             hint = "" if ext in IMAGE_EXTS else f" (extension {ext or 'none'} is not an image or video type)"
@@ -181,6 +185,14 @@ class FrameStream(IterableDataset):
         return self._prepare(i, None, img)
 
     def _video(self, i: int, path: str) -> Iterator[dict]:
+        import cv2
+
+        try:
+            yield from self._frames(i, path)
+        except (cv2.error, MemoryError) as e:  # a codec or container OpenCV chokes on: an error row, not a crash
+            yield _item(i, None, error=f"cannot decode video: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+
+    def _frames(self, i: int, path: str) -> Iterator[dict]:
         import cv2
 
         cap = cv2.VideoCapture(path)

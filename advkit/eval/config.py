@@ -8,6 +8,7 @@ typo.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -97,16 +98,38 @@ def expand_presets(entries: Any, norm: str, where: str) -> list[tuple[str, Any]]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to evaluate: ``model`` (a checkpoint path, ``default`` for advkit's cached MNIST model, or a
-    registry name, which is randomly initialised) or ``ensemble`` (several of those, logits averaged)."""
+    """A model to evaluate: ``model`` (a checkpoint path, ``default`` for advkit's cached MNIST model, a
+    registry name, which is randomly initialised, ``timm:NAME``/``torchvision:NAME`` with ``weights``, a
+    ``py:module:factory`` or a TorchScript file: docs/models.md) or ``ensemble`` (several checkpoints or
+    names, logits averaged). ``weights``, ``num_classes``, ``mean``, ``std`` and ``input_size`` are the CLI's
+    ``--weights`` etc. for ``model``."""
     name: str | None = None
     model: str | None = None
     ensemble: tuple[str, ...] = ()
+    weights: str | None = None
+    num_classes: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_size: int | None = None
 
     def validate(self) -> None:
         if bool(self.model) == bool(self.ensemble):
             raise ValueError("models: give each model exactly one of 'model' (a checkpoint or registry name) or "
                              "'ensemble' (a list of them)")
+        if self.ensemble and self.options().given:
+            raise ValueError("models: weights, num_classes, mean, std and input_size go with 'model', not "
+                             "'ensemble'")
+
+    def options(self):
+        """The entry's :class:`advkit.models.ModelOptions` (``weights``, ``num_classes``, ...).
+
+        Returns:
+            The options (raises AdvkitError on a bad value).
+        """
+        from advkit.models import ModelOptions
+
+        return ModelOptions(weights=self.weights, num_classes=self.num_classes, mean=self.mean, std=self.std,
+                            input_size=self.input_size)
 
     @property
     def label(self) -> str:
@@ -127,10 +150,24 @@ class DataSpec:
     split: str = "test"
     n: int | None = 1000            # the first n samples; null = all
     root: str | None = None
+    # streamed sets (imagefolder:PATH, csv:FILE) only; at their defaults these keys stay out of reports
+    skip_bad: bool = False          # leave unreadable image files out (listed in the report) instead of failing
+    num_workers: int = 2            # DataLoader processes decoding ahead of the attacks (0: in the main process)
+    input_size: int | None = None   # crop side; null: the model's input size, else 224
+    crop_pct: float | None = None   # resize the shorter side to input_size / crop_pct; null: the model's, else 0.875
+    interpolation: str | None = None  # bilinear or bicubic; null: the model's, else bilinear
 
     def __post_init__(self) -> None:
         if self.n is not None and self.n < 1:
             raise ValueError(f"data.n must be >= 1 (or null for all), got {self.n}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.input_size is not None and self.input_size < 1:
+            raise ValueError(f"data.input_size must be >= 1 (or null for the model's), got {self.input_size}")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ValueError(f"data.crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.interpolation not in (None, "bilinear", "bicubic"):
+            raise ValueError(f"data.interpolation must be bilinear or bicubic, got {self.interpolation!r}")
 
 
 @dataclass(frozen=True)
@@ -320,8 +357,28 @@ class EvalConfig:
         norms = [t.norm for t in self.threat_models]
         if len(set(norms)) != len(norms):
             raise ValueError("threat_models: one entry per norm (put all its eps in one list)")
-        for t in self.threat_models:
-            t.suite()  # validate every attack now
+        suites = {t.norm: t.suite() for t in self.threat_models}  # validate every attack now
+        self._check_gate_eps(suites)
+
+    def _check_gate_eps(self, suites: dict[str, list[AttackSpec]]) -> None:
+        """Every accuracy gate names an eps (and attack) some threat model evaluates: found now, not after the
+        whole run."""
+        for kind, wanted in (("min_robust_acc", self.gates.min_robust_acc),
+                             ("max_robust_acc", self.gates.max_robust_acc)):
+            # after GatesConfig.__post_init__ the keys are (attack, norm, eps), whatever the declared type says
+            for attack, norm, eps in cast("dict[tuple[str | None, str | None, float], float]", wanted):
+                hit = any(norm in (None, t.norm) and any(math.isclose(e, eps, rel_tol=1e-9, abs_tol=1e-12)
+                                                         for e in t.eps)
+                          and (attack is None or any(attack in (a.label, a.name) for a in suites[t.norm]))
+                          for t in self.threat_models)
+                if not hit:
+                    grid = "; ".join(f"{t.norm}: {', '.join(f'{e:g}' for e in t.eps)}" for t in self.threat_models)
+                    what = f"attack {attack!r} at " if attack else ""
+                    raise ValueError(f"gates.{kind}: no threat model evaluates {what}{norm or 'any norm'} eps "
+                                     f"{eps:g} (threat models: {grid})")
+
+
+_STREAM_KEYS = ("skip_bad", "num_workers", "input_size", "crop_pct", "interpolation")
 
 
 def config_dict(cfg: EvalConfig) -> dict[str, Any]:
@@ -331,6 +388,9 @@ def config_dict(cfg: EvalConfig) -> dict[str, Any]:
     d["gates"]["min_robust_acc"] = accuracy_gate_keys(cast(Any, cfg.gates.min_robust_acc))
     d["gates"]["max_robust_acc"] = accuracy_gate_keys(cast(Any, cfg.gates.max_robust_acc))
     d["gates"]["min_robust_auc"] = {f"{e:g}": v for e, v in cfg.gates.min_robust_auc.items()}
+    for k in _STREAM_KEYS:  # the streaming keys at their defaults: reports of in-memory data stay as they were
+        if k in d["data"] and d["data"][k] == getattr(DataSpec, k):
+            del d["data"][k]
 
     def conv(v: Any) -> Any:
         if isinstance(v, (list, tuple)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torch import nn
 from advkit.attacks import per_sample_norm, pick_targets
 from advkit.eval.config import AttackSpec
 from advkit.report.stats import wilson_interval
+from advkit.runtime.memory import HalvingBatches
 
 CLEAN_WRONG, ROBUST = -2, -1
 
@@ -61,7 +62,7 @@ def batch_seed(seed: int, batch: int, eps_i: int, attack_i: int) -> int:
 
 def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, *, norm: str,
               eps_list: tuple[float, ...], suite: list[AttackSpec], mode: str, seed: int, num_classes: int,
-              n_examples: int = 0) -> BatchResult:
+              n_examples: int = 0, fit: HalvingBatches | None = None) -> BatchResult:
     """Every attack of ``suite`` at every eps on one batch.
 
     Args:
@@ -76,15 +77,18 @@ def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, 
         seed: the run's seed.
         num_classes: the model's class count (random targets of targeted attacks).
         n_examples: fooled samples to keep per eps for the report's pictures (0: none).
+        fit: runs each model and attack call, in halves when it runs out of memory (one per run; default a new
+            one).
 
     Returns:
         The batch's outcomes and statistics, on the CPU.
     """
+    fit = fit if fit is not None else HalvingBatches("the eval suite")
     attacks = [s.build() for s in suite]
     gf = torch.tensor([s.gradient_free for s in suite])
     e_n, a_n, b = len(eps_list), len(suite), xb.shape[0]
     with torch.no_grad():
-        pred_clean = model(xb).argmax(1)
+        pred_clean = fit(lambda x: model(x).argmax(1), xb)
     correct = pred_clean == yb
     standing = correct.clone()                     # cascade: robust so far (carried across eps)
     fooled_by = torch.full((e_n, b), ROBUST, dtype=torch.long)
@@ -109,9 +113,15 @@ def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, 
             x, y = xb[idx], yb[idx]
             goal = pick_targets("random", y, num_classes=num_classes, generator=gen) if spec.targeted else y
             t0 = time.perf_counter()
-            x_adv = atk(model, x, goal, eps=eps, targeted=spec.targeted, generator=gen)
-            with torch.no_grad():
-                wrong = model(x_adv).argmax(1) != y
+            def attack_and_predict(x: torch.Tensor, goal: torch.Tensor, atk=atk, eps: float = eps,
+                                   spec: AttackSpec = spec, gen: torch.Generator = gen
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                x_adv = atk(model, x, goal, eps=eps, targeted=spec.targeted, generator=gen)
+                with torch.no_grad():
+                    return x_adv, model(x_adv).argmax(1)
+
+            x_adv, pred = fit(attack_and_predict, x, goal, generators=(gen,))
+            wrong = pred != y
             if xb.device.type == "cuda":
                 torch.cuda.synchronize(xb.device)
             dt = time.perf_counter() - t0
@@ -137,11 +147,61 @@ def run_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, index: int, 
     return BatchResult(index, correct.cpu(), fooled_by, stats, gf_only, examples)
 
 
+def run_batches(model: nn.Module, batches: Iterable[tuple], *, norm: str, eps_list: tuple[float, ...],
+                suite: list[AttackSpec], mode: str, seed: int, num_classes: int, device: torch.device,
+                n_examples: int = 0, on_batch: Callable[[], None] | None = None,
+                done: Callable[[int], BatchResult | None] | None = None,
+                on_result: Callable[[BatchResult], None] | None = None) -> list[BatchResult]:
+    """The batch loop: :func:`run_batch` on each batch given, in memory or streamed alike.
+
+    Args:
+        model: the evaluated model, in eval mode on ``device``.
+        batches: ``(index, images, labels, ...)`` tuples (:class:`advkit.data.Batch` is one): the batch's
+            position (seeds its attacks), its images (uint8 0-255, converted here on ``device``, or float in
+            [0,1]) and labels. Sharding is the source's business (:func:`advkit.data.iter_batches`).
+        norm: the threat model's norm.
+        eps_list: its radii, in pixel units of ``norm``.
+        suite: the attacks, in order.
+        mode: ``cascade`` or ``full`` (see :func:`run_batch`).
+        seed: the run's seed.
+        num_classes: the model's class count.
+        device: where the model runs.
+        n_examples: fooled samples to keep per eps from batch 0.
+        on_batch: called after each batch (progress).
+        done: batch index -> its result from an interrupted earlier run (``eval --resume``), or None to run it.
+        on_result: called with each batch's result as soon as it is computed (to store it for a resume).
+
+    Returns:
+        The batch results, in the order given.
+    """
+    out = []
+    fit = HalvingBatches("the eval suite")  # out of memory on a batch: it again in halves (said once)
+    for i, images, labels, *_ in batches:
+        if labels.numel() == 0:  # a streamed batch whose every file was unreadable
+            continue
+        earlier = done(i) if done is not None else None
+        if earlier is not None:
+            out.append(earlier)
+            if on_batch:
+                on_batch()
+            continue
+        xb = images.to(device)
+        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb
+        yb = labels.to(device)
+        out.append(run_batch(model, xb, yb, i, norm=norm, eps_list=eps_list, suite=suite, mode=mode, seed=seed,
+                             num_classes=num_classes, n_examples=n_examples if i == 0 else 0, fit=fit))
+        if on_result:
+            on_result(out[-1])
+        if on_batch:
+            on_batch()
+    return out
+
+
 def run_suite(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, norm: str,
               eps_list: tuple[float, ...], suite: list[AttackSpec], mode: str, seed: int, num_classes: int,
               batch_size: int, device: torch.device, rank: int = 0, world: int = 1, n_examples: int = 0,
               on_batch: Callable[[], None] | None = None) -> list[BatchResult]:
-    """This rank's share of the batches: batch ``i`` goes to rank ``i % world``.
+    """This rank's share of in-memory tensors: batch ``i`` goes to rank ``i % world`` (:func:`run_batches`).
 
     Args:
         model: the evaluated model, in eval mode on ``device``.
@@ -164,18 +224,10 @@ def run_suite(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, n
     Returns:
         This rank's batch results, in batch order.
     """
-    out = []
-    for i, start in enumerate(range(0, len(labels), batch_size)):
-        if i % world != rank:
-            continue
-        xb = images[start:start + batch_size].to(device)
-        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb
-        yb = labels[start:start + batch_size].to(device)
-        out.append(run_batch(model, xb, yb, i, norm=norm, eps_list=eps_list, suite=suite, mode=mode, seed=seed,
-                             num_classes=num_classes, n_examples=n_examples if i == 0 else 0))
-        if on_batch:
-            on_batch()
-    return out
+    batches = ((i, images[s:s + batch_size], labels[s:s + batch_size])
+               for i, s in enumerate(range(0, len(labels), batch_size)) if i % world == rank)
+    return run_batches(model, batches, norm=norm, eps_list=eps_list, suite=suite, mode=mode, seed=seed,
+                       num_classes=num_classes, device=device, n_examples=n_examples, on_batch=on_batch)
 
 
 def summarize(batches: list[BatchResult], *, n: int, eps_list: tuple[float, ...], suite: list[AttackSpec],

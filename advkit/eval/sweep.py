@@ -13,6 +13,7 @@ from advkit.attacks import Attack, check_eps, per_sample_norm, pick_targets
 from advkit.attacks.common import DISTANCES
 from advkit.data import ArrayDataset
 from advkit.errors import AdvkitError
+from advkit.runtime.memory import HalvingBatches
 
 
 @dataclass
@@ -80,7 +81,8 @@ class SweepResult:
 def attack_sweep(model: nn.Module, data: ArrayDataset, attack: Attack, eps_list: list[float], *,
                  batch_size: int = 256, device: torch.device | str = "cpu", seed: int = 0,
                  targeted: bool = False, target: str | torch.Tensor = "random",
-                 on_batch: Callable[[int], None] | None = None) -> SweepResult:
+                 on_batch: Callable[[int], None] | None = None,
+                 say: Callable[[str], None] | None = None) -> SweepResult:
     """Run ``attack`` on every sample of ``data`` at each eps (pixel units of ``attack.norm``).
 
     Seeded per eps from ``seed``, so a result does not depend on which other eps were asked for.
@@ -97,6 +99,7 @@ def attack_sweep(model: nn.Module, data: ArrayDataset, attack: Attack, eps_list:
         target: how targets are chosen when ``targeted``: a :data:`advkit.attacks.TARGET_MODES` name
             (``random``, ``least-likely``, ``next``; never the true class) or the targets ``[N]`` themselves.
         on_batch: called with the batch's sample count after each attacked batch (progress).
+        say: where the one note goes when a batch ran out of memory and is retried in halves (besides the log).
 
     Returns:
         The per-eps results, the adversarial images and predictions, and the targets of a targeted run.
@@ -112,8 +115,14 @@ def attack_sweep(model: nn.Module, data: ArrayDataset, attack: Attack, eps_list:
         raise AdvkitError("no samples to attack")
     device = torch.device(device)
     x_all, y_all = data.tensors()
-    with torch.no_grad():
-        logits = torch.cat([model(xb.to(device)).float().cpu() for xb in x_all.split(batch_size)])
+    # out of memory on a batch: the batch again in halves, down to 1 (said once)
+    fit = HalvingBatches(f"{attack.name}", say=say)
+
+    @torch.no_grad()
+    def predict(xb: torch.Tensor) -> torch.Tensor:
+        return model(xb.to(device)).float().cpu()
+
+    logits = torch.cat([fit(predict, xb) for xb in x_all.split(batch_size)])
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise AdvkitError(f"model output must be logits [B, K>=2], got {tuple(logits.shape)}")
     if int(y_all.max()) >= logits.shape[1]:
@@ -128,12 +137,17 @@ def attack_sweep(model: nn.Module, data: ArrayDataset, attack: Attack, eps_list:
         gen = torch.Generator(device=device).manual_seed(seed * 1000 + i)
         t0 = time.perf_counter()
         xa, pa = [], []
-        for xb, yb in zip(x_all.split(batch_size), goal_all.split(batch_size)):
+        def run(xb: torch.Tensor, yb: torch.Tensor, eps: float = eps,
+                gen: torch.Generator = gen) -> tuple[torch.Tensor, torch.Tensor]:
             xb, yb = xb.to(device), yb.to(device)
             adv = attack(model, xb, yb, eps=eps, targeted=targeted, generator=gen)
             with torch.no_grad():
-                pa.append(model(adv).argmax(1).cpu())
-            xa.append(adv.cpu())
+                return adv.cpu(), model(adv).argmax(1).cpu()
+
+        for xb, yb in zip(x_all.split(batch_size), goal_all.split(batch_size)):
+            adv, pred = fit(run, xb, yb, generators=(gen,))
+            xa.append(adv)
+            pa.append(pred)
             if on_batch:
                 on_batch(len(yb))
         if device.type == "cuda":

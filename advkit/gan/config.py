@@ -117,14 +117,20 @@ class GanConfig:
     deterministic: bool = False     # torch.use_deterministic_algorithms for the run
     sample_every: int = 1           # epochs between sample grids (the last epoch always gets one); 0 = none
     grid_n: int = 64                # images in a sample grid (fixed z)
+    threads: int = 0                # torch intra-op threads for the run (restored after); 0 = leave torch's setting
+    ema_every: int = 1              # generator steps between EMA updates (each one with decay ema_g ** ema_every)
+    channels_last: bool = False     # both nets and the real images in the channels_last memory format
+    compile: bool = False           # torch.compile G and D's training passes (inductor); eager when it cannot
 
     def __post_init__(self) -> None:
         if self.loss not in TRAIN_LOSSES:
             raise ValueError(f"unknown GAN loss {self.loss!r}; valid: {', '.join(TRAIN_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1 or self.n_critic < 1 or self.grid_n < 1:
             raise ValueError("epochs, batch_size, n_critic and grid_n must be >= 1")
-        if self.d_warmup < 0 or self.sample_every < 0:
-            raise ValueError("d_warmup and sample_every must be >= 0")
+        if self.d_warmup < 0 or self.sample_every < 0 or self.threads < 0:
+            raise ValueError("d_warmup, sample_every and threads must be >= 0")
+        if self.ema_every < 1:
+            raise ValueError(f"ema_every must be >= 1, got {self.ema_every}")
         for name in ("lr_g", "lr_d"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):

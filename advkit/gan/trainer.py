@@ -19,8 +19,10 @@ import json
 import logging
 import math
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +36,7 @@ from advkit.gan.config import GanConfig
 from advkit.gan.duality_gap import duality_gap
 from advkit.models.checkpoint import save_gan_net
 from advkit.models.dcgan import FAKE, REAL, DCGANDiscriminator, DCGANGenerator, TwoLogit
+from advkit.runtime import faults
 from advkit.runtime.device import resolve_device, seed_everything
 from advkit.runtime.distributed import Dist, init_distributed, shutdown
 from advkit.runtime.io import atomic_write_bytes
@@ -42,11 +45,12 @@ from advkit.viz import loss_curves_png, sample_grid_png
 
 log = logging.getLogger(__name__)
 # keys that may change between a run and its resumption
-RESUMABLE_CHANGES = {"device", "data.root"}
+RESUMABLE_CHANGES = {"device", "data.root", "threads", "compile"}
 
 
 def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bool = False, resume: bool = False,
-              on_epoch: Callable[[dict], None] | None = None) -> tuple[DCGANGenerator, dict]:
+              on_epoch: Callable[[dict], None] | None = None, profile: bool = False,
+              probe: tuple[int, Callable[[dict], None]] | None = None) -> tuple[DCGANGenerator, dict]:
     """Train a DCGAN (Radford et al. 2016) per ``cfg``, in one process or under torchrun.
 
     With ``out_dir``, rank 0 writes ``config.yaml``, ``metrics.jsonl``, ``samples_epochEEE.png``,
@@ -60,6 +64,14 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
         resume: continue from ``out_dir/last.ckpt`` when it exists (bit-identical to an uninterrupted run
             on the CPU); it must hold the same config.
         on_epoch: called on rank 0 with each epoch's metrics.
+        profile: time the parts of every step (data, each net's forward, backward and optimizer step, the EMA,
+            the loss checks, the duality-gap monitor, sample grids, curves, checkpoints) into each epoch's
+            metrics as ``profile_s`` (seconds per part; ``cfg.threads`` and the wall time beside them).
+        probe: ``(every, fn)``: every ``every`` generator steps and after the last one, ``fn`` is called on
+            rank 0 with ``{"epoch", "g_steps", "train_s", "generator", "raw_generator"}``: the sampling
+            generator (the EMA copy when there is one; eval mode; leave it as found), the trained G when the
+            sampler is its EMA (else None; put it in eval mode to sample), and the seconds of training so far,
+            from the start of set-up, without the time spent in ``fn`` (a time-to-quality clock).
 
     Returns:
         The final generator (the EMA copy when ``ema_g > 0``; eval mode, on the training device) and the
@@ -75,11 +87,15 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     seed_everything(cfg.seed)
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     try:
         with deterministic(cfg.deterministic):
-            return _GanRun(cfg, out_dir, device=device, resume=resume, dist_=d).run(progress=progress,
-                                                                                   on_epoch=on_epoch)
+            return _GanRun(cfg, out_dir, device=device, resume=resume, dist_=d, profile=profile,
+                           probe=probe).run(progress=progress, on_epoch=on_epoch)
     finally:
+        torch.set_num_threads(threads)
         shutdown(d)
 
 
@@ -134,11 +150,62 @@ def per_sample_d_loss(name: str, real_label: float = 1.0) -> Callable[[torch.Ten
     return loss_fn
 
 
+class _Clock:
+    """Seconds spent per named part of the loop, summed; a no-op unless on (``train_gan(profile=True)``)."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self.parts: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if not self.on:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] += time.perf_counter() - t0
+
+    def take(self) -> dict[str, float]:
+        """The sums since the last call, rounded, and a fresh start."""
+        out = {k: round(v, 4) for k, v in self.parts.items()}
+        self.parts.clear()
+        return out
+
+
+class _CompiledOrEager:
+    """``torch.compile(net)``, or ``net`` itself when compiling fails on the first call (no C++ compiler for
+    inductor on the CPU, an unsupported op): one warning, then eager for the rest of the run."""
+
+    def __init__(self, net: nn.Module, name: str):
+        self.net, self.name, self.ok = net, name, False
+        self.fn: Callable[[torch.Tensor], torch.Tensor] = torch.compile(net)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ok:
+            return self.fn(x)
+        try:
+            out = self.fn(x)
+        except Exception as e:  # only until the first call succeeds: a compile failure, not a training error
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            log.warning("torch.compile of %s failed (%s: %s); it trains eagerly", self.name, type(e).__name__,
+                        first[:200])
+            self.fn = self.net
+            out = self.net(x)
+        self.ok = True
+        return out
+
+
 class _GanRun:
     """One training run; its state lives on the instance so the step functions stay short."""
 
     def __init__(self, cfg: GanConfig, out_dir: str | Path | None, *, device: torch.device, resume: bool = False,
-                 dist_: Dist | None = None):
+                 dist_: Dist | None = None, profile: bool = False,
+                 probe: tuple[int, Callable[[dict], None]] | None = None):
+        self.t_start = time.perf_counter()
+        self.probe, self.probe_s, self.clock = probe, 0.0, _Clock(profile)
         self.cfg, self.device, self.resume = cfg, device, resume
         self.dist = dist_ or Dist()
         if cfg.batch_size % self.dist.world:
@@ -158,6 +225,13 @@ class _GanRun:
         self.D = DCGANDiscriminator(img_size=h, channels=ch, width=c.model.d_width,
                                     spectral_norm=c.model.spectral_norm, critic=c.critic,
                                     depth=c.model.d_depth).to(device)
+        self.memory_format = torch.channels_last if c.channels_last else torch.contiguous_format
+        if c.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        # the training passes of G and D (compiled with `compile: true`); other uses call the nets themselves
+        self.g_fn: Callable[[torch.Tensor], torch.Tensor] = _CompiledOrEager(self.G, "G") if c.compile else self.G
+        self.d_fn: Callable[[torch.Tensor], torch.Tensor] = _CompiledOrEager(self.D, "D") if c.compile else self.D
         self.G_ema = None
         if c.ema_g > 0:
             self.G_ema = copy.deepcopy(self.G).eval()
@@ -265,10 +339,11 @@ class _GanRun:
         _set_trainable(self.D, True)
         z = self._z(len(x))
         # the dg objective: D's gradient of DG is -grad_D V(G*, D), G* the worst-case generator against D
-        g_play = self._worst_g(len(x)) if c.loss == "dg" else self.G
-        with torch.no_grad():
+        g_play = self._worst_g(len(x)) if c.loss == "dg" else self.g_fn
+        with self.clock("d.g_forward"), torch.no_grad():
             fake = g_play(z)
-        self._check(fake.sum(), "a generated image", batch)
+        with self.clock("checks"):
+            self._check(fake.sum(), "a generated image", batch)
         if self.hardened is not None:
             tl = TwoLogit(self.D)
             y_real = torch.full((len(x),), REAL, dtype=torch.int64, device=self.device)
@@ -278,20 +353,24 @@ class _GanRun:
             loss = l_real + l_fake
             d_real, d_fake = lg_real[:, REAL] - lg_real[:, FAKE], lg_fake[:, REAL] - lg_fake[:, FAKE]
         else:
-            d_real, d_fake = self.D(x), self.D(fake)
-            loss = losses.d_loss(c.d_loss_name, d_real, d_fake, real_label=c.real_label)
+            with self.clock("d.forward"):
+                d_real, d_fake = self.d_fn(x), self.d_fn(fake)
+                loss = losses.d_loss(c.d_loss_name, d_real, d_fake, real_label=c.real_label)
         gp = None
         if c.loss == "wgan" and c.gp_weight > 0:
             gp_t = losses.gradient_penalty(self.D, x, fake, generator=self.noise_gen)
             loss = loss + c.gp_weight * gp_t
             gp = self._check(gp_t, "the gradient penalty", batch)
-        value = self._check(loss, "the discriminator loss", batch)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self._average_grads(self.D)
-        self.opt_d.step()
+        with self.clock("checks"):
+            value = self._check(loss, "the discriminator loss", batch)
+        with self.clock("d.backward"):
+            self.opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            self._average_grads(self.D)
+        with self.clock("d.optimizer"):
+            self.opt_d.step()
         self.d_steps += 1
-        with torch.no_grad():
+        with self.clock("checks"), torch.no_grad():
             real_acc, fake_acc = self._mean([(d_real > 0).float().mean().item(), (d_fake < 0).float().mean().item()])
         return value, real_acc, fake_acc, gp
 
@@ -306,15 +385,20 @@ class _GanRun:
             loss = losses.g_loss("nonsaturating", d_play(self.G(z)))
         else:
             z = self._z(batch_size)
-            loss = losses.g_loss(c.loss, self.D(self.G(z)))
-        value = self._check(loss, "the generator loss", batch)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self._average_grads(self.G)
-        self.opt_g.step()
+            with self.clock("g.forward"):
+                loss = losses.g_loss(c.loss, self.d_fn(self.g_fn(z)))
+        with self.clock("checks"):
+            value = self._check(loss, "the generator loss", batch)
+        with self.clock("g.backward"):
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self._average_grads(self.G)
+        with self.clock("g.optimizer"):
+            self.opt_g.step()
         self.g_steps += 1
-        if self.G_ema is not None:
-            ema_update(self.G_ema, self.G, c.ema_g)
+        if self.G_ema is not None and self.g_steps % c.ema_every == 0:
+            with self.clock("ema"):
+                ema_update(self.G_ema, self.G, c.ema_g ** c.ema_every)
         _set_trainable(self.D, True)
         return value
 
@@ -399,6 +483,21 @@ class _GanRun:
 
     # ------------------------------------------------------------------ outputs
 
+    def _probe(self, epoch: int) -> None:
+        """``probe``'s callback on rank 0 (its time kept off the training clock)."""
+        if self.probe is None or not self.dist.main:
+            return
+        t0 = time.perf_counter()
+        g = self.sampler
+        was = g.training
+        g.eval()
+        self.probe[1]({"epoch": epoch, "g_steps": self.g_steps, "generator": g,
+                       "raw_generator": self.G if self.G_ema is not None else None,
+                       "train_s": round(t0 - self.t_start - self.probe_s, 3)})
+        g.train(was)
+        self.G.train()
+        self.probe_s += time.perf_counter() - t0
+
     @property
     def sampler(self) -> DCGANGenerator:
         return self.G_ema if self.G_ema is not None else self.G
@@ -449,14 +548,19 @@ class _GanRun:
                 log.info("epoch %d: %s", epoch, json.dumps(metrics))
                 if on_epoch is not None:
                     on_epoch(metrics)
+        if self.probe is not None and self.g_steps % self.probe[0]:  # the last generator is always probed
+            self._probe(self.epoch)
         _set_trainable(self.G, True)
         _set_trainable(self.D, True)
         final = self.sampler
         if self.folder.writes and self.folder.out is not None:
-            meta = self._meta(metrics)
-            save_gan_net(final, self.folder.out / "generator.safetensors", "generator", ema=self.G_ema is not None,
-                         **meta)
-            save_gan_net(self.D, self.folder.out / "discriminator.safetensors", "discriminator", **meta)
+            with self.clock("end.final_save"):
+                meta = self._meta(metrics)
+                save_gan_net(final, self.folder.out / "generator.safetensors", "generator",
+                             ema=self.G_ema is not None, **meta)
+                save_gan_net(self.D, self.folder.out / "discriminator.safetensors", "discriminator", **meta)
+        if self.clock.on:  # the last epoch's writes (earlier epochs' are in the next epoch's profile_s)
+            metrics = {**metrics, "profile_end_s": self.clock.take()}
         self.D.eval()
         self.dist.barrier()  # no process leaves the group while rank 0 still writes
         return final.eval(), metrics
@@ -465,18 +569,21 @@ class _GanRun:
         """One pass over the training images (D steps, and G steps on the critic schedule); returns the
         epoch's metrics."""
         c = self.cfg
-        t0 = time.perf_counter()
+        t0, probe_s0 = time.perf_counter(), self.probe_s
         d_sum = g_sum = gp_sum = real_acc = fake_acc = 0.0
         n_d = n_g = 0
         bar = progress_bar(self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True),
                            total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}",
                            show=progress and self.dist.main)
-        for b, (x, _) in enumerate(bar, 1):
+        batches = iter(bar)
+        for b in range(1, self.steps_per_epoch + 1):
+            with self.clock("data"):
+                x = next(batches)[0]
+                if self.dist.enabled:  # this process's share of the global batch
+                    x = x[self.dist.rank::self.dist.world]
+                x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             self._set_lr()
             self.it += 1
-            if self.dist.enabled:  # this process's share of the global batch
-                x = x[self.dist.rank::self.dist.world]
-            x = x.to(self.device, non_blocking=True)
             self._last_real = x
             dl, ra, fa, gp = self._d_step(x, b)
             d_sum, real_acc, fake_acc, n_d = d_sum + dl, real_acc + ra, fake_acc + fa, n_d + 1
@@ -488,13 +595,22 @@ class _GanRun:
                 g_sum, n_g = g_sum + gl, n_g + 1
                 self.curves["g_loss"].append(gl)
                 if c.dg.every and self.g_steps % c.dg.every == 0 and self.dist.main:  # a monitor: rank 0's view
-                    self._on_duality_gap(self._duality_gap(), epoch)
-            bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
-        metrics = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1), "g_loss": g_sum / n_g if n_g else None,
+                    with self.clock("dg_monitor"):
+                        self._on_duality_gap(self._duality_gap(), epoch)
+                if self.probe is not None and self.g_steps % self.probe[0] == 0:
+                    self._probe(epoch)
+            with self.clock("logging"):
+                bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
+            faults.point(f"step:{self.it}")  # the fault tests kill here (ADVKIT_FAULT=kill@step:N)
+        bar.close()
+        metrics: dict[str, Any] = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1),
+                                   "g_loss": g_sum / n_g if n_g else None,
                    "d_real_acc": real_acc / max(n_d, 1), "d_fake_acc": fake_acc / max(n_d, 1),
                    "gp": gp_sum / max(n_d, 1) if c.loss == "wgan" and c.gp_weight > 0 else None,
                    "d_steps": self.d_steps, "g_steps": self.g_steps,
-                   "time_s": round(time.perf_counter() - t0, 3)}
+                   "time_s": round(time.perf_counter() - t0 - (self.probe_s - probe_s0), 3)}
+        if self.clock.on:  # this epoch's steps; the epoch-end writes are in the next epoch's (or the run's end)
+            metrics["profile_s"] = {**self.clock.take(), "threads": torch.get_num_threads()}
         if self.last_dg is not None and self.best_dg is not None:  # (both are set by the first estimate)
             metrics.update(dg=self.last_dg["dg"], dg_g_step=self.last_dg["g_step"],
                            dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"],
@@ -506,10 +622,13 @@ class _GanRun:
         ``last.ckpt``."""
         c = self.cfg
         if c.sample_every and (epoch % c.sample_every == 0 or epoch == c.epochs):
-            self._write_samples(epoch, out)
-        atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
-        if self.dg_curve:
-            atomic_write_bytes(out / "dg.png", loss_curves_png(
-                {"dg": self.dg_curve}, title=f"duality gap, every {c.dg.every} G steps"))
-        self._write_best(out)
-        self.folder.save_checkpoint(self._state())
+            with self.clock("end.sample_grid"):
+                self._write_samples(epoch, out)
+        with self.clock("end.curves"):
+            atomic_write_bytes(out / "losses.png", loss_curves_png(self.curves))
+            if self.dg_curve:
+                atomic_write_bytes(out / "dg.png", loss_curves_png(
+                    {"dg": self.dg_curve}, title=f"duality gap, every {c.dg.every} G steps"))
+        with self.clock("end.checkpoint"):
+            self._write_best(out)
+            self.folder.save_checkpoint(self._state())

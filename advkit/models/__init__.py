@@ -1,6 +1,7 @@
 """Models: a registry of small nets, any timm classifier as ``timm:NAME``, the [0,1]->logits wrapper,
 safetensors checkpoints (classifiers, detectors, GAN nets) that rebuild the network from their metadata alone,
-and one resolver from a model spec (a checkpoint or a name) to a model.
+and one resolver from a model spec (a checkpoint, a name, timm/torchvision with a weights file, a factory,
+TorchScript) to a model.
 
 >>> from advkit.models import create_model, save, load
 >>> m = create_model("lenet", num_classes=10, in_chans=1, input_size=28, mean=[0.1307], std=[0.3081])
@@ -21,9 +22,9 @@ from advkit.models.checkpoint import (
 )
 from advkit.models.ensemble import ensemble  # registers "ensemble"
 from advkit.models.factory import create_model, list_models, register_model
-from advkit.models.resolve import check_model_fits, resolve_model
+from advkit.models.resolve import ModelOptions, check_model_fits, resolve_model
 from advkit.models.wrappers import Normalized
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "read_metadata", "checkpoint_file",
            "RUN_CHECKPOINT", "Normalized", "ensemble", "save_gan_net", "load_generator", "load_discriminator",
-           "read_gan_metadata", "resolve_model", "check_model_fits"]
+           "read_gan_metadata", "resolve_model", "check_model_fits", "ModelOptions"]

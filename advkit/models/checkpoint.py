@@ -11,6 +11,7 @@ loader refuses the other family with one clear error.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +32,10 @@ GAN_KINDS = ("generator", "discriminator")  # DCGAN nets, loaded by load_generat
 KINDS = MODEL_KINDS + GAN_KINDS
 _GAN_CLASS: dict[str, type[DCGANGenerator] | type[DCGANDiscriminator]] = {"generator": DCGANGenerator,
                                                                           "discriminator": DCGANDiscriminator}
+
+# Sizes a checkpoint's metadata may state: beyond them the network would not fit in memory (a metadata edit
+# or a corrupt file, not a model), so the file is refused before anything is built.
+SPEC_LIMITS = {"num_classes": 1_000_000, "in_chans": 64, "input_size": 8192}
 
 RUN_CHECKPOINT = "model.safetensors"  # the final model a training run folder holds
 
@@ -79,7 +84,10 @@ def _load_weights(net: nn.Module, path: Path, what: str) -> None:
     """Load ``path``'s tensors into ``net``, which the metadata built; names and shapes must match exactly."""
     from safetensors.torch import load_file
 
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # a header that reads but tensors that do not (truncated data, bad offsets)
+        raise AdvkitError(f"{path}: cannot read its tensors ({' '.join(str(e).split())[:200]})") from None
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -89,6 +97,10 @@ def _load_weights(net: nn.Module, path: Path, what: str) -> None:
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
                  if keys]
         raise AdvkitError(f"{path}: weights do not match the metadata's {what} ({'; '.join(parts)})")
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise AdvkitError(f"{path}: weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                          f"{' ...' if len(bad) > 3 else ''}); the model would score garbage")
     net.load_state_dict(state)
 
 
@@ -157,7 +169,30 @@ def read_metadata(path: str | os.PathLike) -> dict:
             and isinstance(spec.get("kwargs", {}), dict)):
         raise AdvkitError(f"{path}: advkit metadata lacks a complete model architecture (arch, num_classes, "
                           f"in_chans, input_size)")
+    for k, top in SPEC_LIMITS.items():
+        if not 1 <= spec[k] <= top:
+            raise AdvkitError(f"{path}: metadata states model {k} {spec[k]}; expected 1 to {top:,}")
+    _check_normalization(path, meta.get("normalization"), spec["in_chans"])
     return meta
+
+
+def _check_normalization(path: Path, norm: Any, channels: int) -> None:
+    """The metadata's normalization: absent, or per-channel ``mean`` and ``std`` lists of finite numbers, the
+    std > 0 (a zero std divides every image by zero)."""
+    if norm is None:
+        return
+    if not isinstance(norm, dict):
+        raise AdvkitError(f"{path}: metadata normalization must be a mapping with mean and std, got {norm!r}")
+    for key in ("mean", "std"):
+        v = norm.get(key)
+        if v is None:
+            continue
+        ok = (isinstance(v, list) and len(v) in (1, channels)
+              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+        if not ok or (key == "std" and min(v) <= 0):
+            want = "positive" if key == "std" else "finite"
+            raise AdvkitError(f"{path}: metadata normalization {key} must be {channels} {want} number(s), got "
+                              f"{v!r}")
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Normalized:

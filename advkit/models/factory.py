@@ -17,6 +17,7 @@ from advkit.registry import Registry, register_family, split_name
 Builder = Callable[..., nn.Module]
 _MODELS: Registry[Builder] = Registry("model")
 TIMM = register_family("timm", "model", "NAME")  # timm:NAME, any architecture timm knows
+TORCHVISION = register_family("torchvision", "model", "NAME")  # torchvision:NAME, built with weights=None
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -90,6 +91,28 @@ def _timm(name: str, num_classes: int, in_chans: int, input_size: int, pretraine
     return net
 
 
+def _torchvision(name: str, num_classes: int, in_chans: int, input_size: int, **kw) -> nn.Module:
+    import torchvision.models
+
+    names = torchvision.models.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise AdvkitError(f"unknown torchvision model {name!r}{hint} (see torchvision.models.list_models())")
+    if in_chans != 3:
+        raise AdvkitError(f"torchvision:{name} takes 3-channel images, not {in_chans}")
+    if name.startswith("vit_") and "image_size" not in kw:
+        kw["image_size"] = input_size  # torchvision's ViT fixes its size at build time
+    try:  # never downloads: weights=None, a local file is loaded by the resolver
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kw)
+    except (TypeError, ValueError) as e:
+        raise AdvkitError(f"torchvision:{name}: {_line(e)}") from None
+
+
+def _line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
 def _load_local_weights(net: nn.Module, path: Path) -> None:
     """Pretrained weights from a local file only (nothing is downloaded). Tensors whose shape does not
     fit (a classifier for another class count) are left at their initialisation."""
@@ -120,7 +143,7 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, input_s
     """Build model ``name`` wrapped to take images in [0,1] and return logits, freshly initialised.
 
     Args:
-        name: a registered name (:func:`list_models`) or ``timm:NAME``.
+        name: a registered name (:func:`list_models`), ``timm:NAME`` or ``torchvision:NAME``.
         num_classes: K, the number of logits.
         in_chans: C, the input channels.
         input_size: the input's side S (square images [N, C, S, S]).
@@ -145,6 +168,8 @@ def create_model(name: str, *, num_classes: int = 10, in_chans: int = 1, input_s
     family, rest = split_name(name, kind="model")  # unknown prefixes raise here, listing the known ones
     if family is TIMM:
         net = _timm(rest, num_classes, in_chans, input_size, **kwargs)
+    elif family is TORCHVISION:
+        net = _torchvision(rest, num_classes, in_chans, input_size, **kwargs)
     else:
         builder = _MODELS.get(name)
         try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -20,12 +21,24 @@ class Normalized(nn.Module):
         mean: per-channel mean, in [0,1] pixel units; ``None`` with ``std`` ``None``: no normalization.
         std: per-channel standard deviation, in [0,1] pixel units.
         spec: how the model was built, stored in checkpoints.
+
+    A model from outside advkit (``timm:``/``torchvision:`` with a weights file, ``py:``, TorchScript) also
+    ``adapts`` its input: images of another side are resized to ``input_size`` (``interpolation``, with
+    antialiasing when shrinking) and grey images are repeated to the model's channels, inside the model, so
+    attacks still perturb the data's own pixels. Data already at the model's size passes untouched.
+    ``input_size``, ``interpolation`` and ``crop_pct`` tell data pipelines the model's preferred input;
+    ``origin`` records what was loaded (form, file, sha256) for reports.
     """
 
     # buffers, declared for the type checker (torch types unknown module attributes as Tensor | Module)
     mean: torch.Tensor
     std: torch.Tensor
     meta: dict  # only on a model from advkit.models.load: the checkpoint's metadata
+    input_size: int | None  # the side of the square images the net takes (None: unknown)
+    interpolation: str  # how adapted inputs are resized: bilinear or bicubic
+    crop_pct: float | None  # timm's eval centre-crop fraction for streamed images, when published
+    origin: dict[str, Any]  # what was loaded: form, spec, weights file and its sha256 (see advkit.models.resolve)
+    adapts: bool  # resize and channel-repeat inputs that do not fit (models from outside advkit)
 
     def __init__(self, net: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  spec: dict | None = None):
@@ -38,8 +51,14 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(list(std) if std is not None else [1.0] * c)
                              .view(1, c, 1, 1), persistent=False)
         self._identity = mean is None and std is None
+        size = self.spec.get("input_size")
+        self.input_size = size if isinstance(size, int) else None
+        self.in_chans = self.spec.get("in_chans") if isinstance(self.spec.get("in_chans"), int) else None
+        self.interpolation, self.crop_pct, self.origin, self.adapts = "bilinear", None, {}, False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adapts:
+            x = self.adapt(x)
         if not self._identity:
             x = (x - self.mean) / self.std
         return self.net(x)
@@ -49,3 +68,23 @@ class Normalized(nn.Module):
         if self._identity:
             return None
         return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` at the net's side and channels: resized (``interpolation``; antialiased when shrinking, bicubic
+        clamped to [0,1] as an 8-bit image would be) and grey repeated to the net's channels.
+
+        Args:
+            x: images ``[N, C, H, W]`` in [0,1].
+
+        Returns:
+            ``[N, C', S, S]`` with ``S = input_size``; ``x`` itself when it already fits.
+        """
+        s = self.input_size
+        if s is not None and tuple(x.shape[-2:]) != (s, s):
+            shrink = min(x.shape[-2:]) > s
+            x = F.interpolate(x, size=(s, s), mode=self.interpolation, align_corners=False, antialias=shrink)
+            if self.interpolation == "bicubic":
+                x = x.clamp(0, 1)
+        if self.in_chans is not None and self.in_chans > 1 and x.shape[1] == 1:
+            x = x.expand(-1, self.in_chans, -1, -1)
+        return x

@@ -18,6 +18,7 @@ from advkit.report.schema import (
     finite,
     gate_value,
     headline,
+    loaded_label,
     num_ci,
     pct,
     pct_ci,
@@ -353,6 +354,8 @@ def _model(m: dict[str, Any]) -> str:
              f'<p>Source <code>{_e(source_label(m["source"]))}</code>; clean accuracy <b>{pct(m["clean_acc"])}</b>'
              f"{_e(pct_ci(m['clean_acc'], m.get('clean_acc_ci'))[len(pct(m['clean_acc'])):])} on "
              f"{_num(m['n'])} samples.</p>"]
+    if loaded_label(m.get("loaded")):
+        parts.append(f"<p>Loaded: {_e(loaded_label(m.get('loaded')))}</p>")
     if m.get("detection"):
         parts.append(_detection(m["detection"]))
     for tm in m["threat_models"]:

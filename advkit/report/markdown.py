@@ -13,6 +13,7 @@ from advkit.report.schema import (
     finite,
     gate_value,
     headline,
+    loaded_label,
     num_ci,
     pct,
     pct_ci,
@@ -141,6 +142,8 @@ def to_markdown(report: Report | dict[str, Any]) -> str:
         lines += ["", f"### Model `{_md(m['name'])}`", "",
                   f"Source: `{_md(source_label(m['source']))}` · clean accuracy **{pct(m['clean_acc'])}**"
                   f"{_ci_suffix(m.get('clean_acc_ci'), m['clean_acc'])} on {m['n']} samples"]
+        if loaded_label(m.get("loaded")):
+            lines += ["", f"Loaded: {_md(loaded_label(m.get('loaded')))}"]
         if m.get("detection"):
             lines += _detection(m["detection"])
         for tm in m["threat_models"]:

@@ -242,6 +242,25 @@ class Detection(_Part):
 
 
 @dataclass(kw_only=True)
+class Loaded(_Part):
+    """What a model entry loaded (``models[i].loaded``, optional): written by the model resolver."""
+
+    form: str                           # checkpoint, name, timm, torchvision, py, torchscript
+    spec: str | None = None             # the model spec as given
+    weights: str | None = None          # the weights file (or checkpoint, or TorchScript archive) read
+    sha256: str | None = None           # that file's SHA-256
+    mean: list[float] | None = None     # the normalization inside the model, [0,1] pixel units
+    std: list[float] | None = None
+    input_size: int | None = None       # the side the network takes; other sizes are resized to it
+    interpolation: str | None = None    # how inputs of another size are resized (None: they are not)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "loaded") -> Loaded:
+        _require(d, ("form",), where)
+        return cls._read(d, where)
+
+
+@dataclass(kw_only=True)
 class ModelEntry(_Part):
     """One evaluated model (``models[i]``); names are unique within a report."""
 
@@ -256,6 +275,7 @@ class ModelEntry(_Part):
     checks: list[Check]
     examples: list[Example]             # may be empty
     detection: Detection | None = field(default=None, metadata=_OMIT)  # only for fake-image detectors
+    loaded: Loaded | None = field(default=None, metadata=_OMIT)  # what the resolver loaded (form, sha256, ...)
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "model") -> ModelEntry:
@@ -271,6 +291,8 @@ class ModelEntry(_Part):
         parsed: dict[str, Any] = {"threat_models": tms, "checks": checks, "examples": examples}
         if "detection" in d:
             parsed["detection"] = Detection.from_dict(d["detection"], f"{where}.detection")
+        if d.get("loaded") is not None:
+            parsed["loaded"] = Loaded.from_dict(d["loaded"], f"{where}.loaded")
         return cls._read(d, where, **parsed)
 
 
@@ -322,6 +344,10 @@ class DataInfo(_Part):
     num_classes: int | None = None
     shape: list[int] | None = None      # C, H, W
     fingerprint: str | None = field(default=None, metadata=_OMIT)  # hash of the samples (report.paired)
+    # streamed data (imagefolder:, csv:) only: class names (index = label), the resize-and-crop, files left out
+    classes: list[str] | None = field(default=None, metadata=_OMIT)
+    transform: dict[str, Any] | None = field(default=None, metadata=_OMIT)
+    skipped: list[str] | None = field(default=None, metadata=_OMIT)
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "data") -> DataInfo:
@@ -644,3 +670,26 @@ def gate_value(v: Any, kind: str | None = None) -> str:
     if finite(v) is not None:
         return f"{finite(v):.4f}" if kind in AUC_GATES else pct(v)
     return str(v)
+
+
+def loaded_label(loaded: Any) -> str:
+    """What a model entry loaded, as a short text (empty when the entry does not say).
+
+    Args:
+        loaded: a model entry's ``loaded`` dict (see :class:`Loaded`), or None.
+
+    Returns:
+        E.g. ``timm, weights w.pt (sha256 0123456789ab), mean [0.485, ...], std [...], 224 px``.
+    """
+    if not isinstance(loaded, dict) or not loaded.get("form"):
+        return ""
+    parts = [str(loaded["form"])]
+    if loaded.get("weights"):
+        sha = f" (sha256 {str(loaded['sha256'])[:12]})" if loaded.get("sha256") else ""
+        parts.append(f"file {loaded['weights']}{sha}")
+    if loaded.get("mean") is not None:
+        parts.append("mean [" + ", ".join(f"{v:.4g}" for v in loaded["mean"]) + "], std ["
+                     + ", ".join(f"{v:.4g}" for v in loaded.get("std") or []) + "]")
+    if loaded.get("input_size"):
+        parts.append(f"{loaded['input_size']} px")
+    return ", ".join(parts)

@@ -20,7 +20,8 @@ from torch import nn
 
 from advkit.config import to_yaml
 from advkit.errors import AdvkitError
-from advkit.runtime.io import atomic_write_bytes, atomic_write_text
+from advkit.runtime import faults
+from advkit.runtime.io import atomic_write_bytes, atomic_write_text, remove_stale_temps
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
@@ -31,6 +32,7 @@ CKPT = "last.ckpt"
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 TORCH_RNG = "torch_rng"  # the key of the global torch stream in a checkpoint
+MID_EPOCH = "mid_epoch"  # the key of a checkpoint written inside an epoch (on SIGINT/SIGTERM)
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -233,6 +235,8 @@ class RunFolder:
         """
         if self.writes and self.out is not None:  # (writes implies a folder)
             self.out.mkdir(parents=True, exist_ok=True)
+            for p in remove_stale_temps(self.out):  # left by a run killed inside a write
+                log.info("removed %s, a temp file a stopped run left", p)
             atomic_write_text(self.out / CONFIG, to_yaml(cfg))
 
     def append_metrics(self, metrics: dict) -> None:
@@ -254,9 +258,13 @@ class RunFolder:
         """
         if not self.writes or self.out is None:
             return
+        if not (self.out / CKPT).exists():
+            faults.point("before_first_ckpt")
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write_bytes(self.out / CKPT, buf.getvalue())
+        if MID_EPOCH not in state:
+            faults.point(f"after_epoch:{len(self.lines)}")
 
 
 def load_checkpoint(path: str | Path, *, kind: str = "training", needs: Iterable[str] = ()) -> dict:
@@ -278,6 +286,7 @@ def load_checkpoint(path: str | Path, *, kind: str = "training", needs: Iterable
     except Exception as e:  # torch raises several types for corrupt or foreign files
         raise AdvkitError(f"cannot resume from {path}: not a readable advkit {kind} checkpoint ({e})") from None
     needs = tuple(needs)
-    if needs and (not isinstance(st, dict) or any(k not in st for k in needs)):
-        raise AdvkitError(f"cannot resume from {path}: not an advkit {kind} training checkpoint")
+    if not isinstance(st, dict) or any(k not in st for k in needs):  # a plain tensor is no checkpoint either
+        what = kind if kind.endswith("training") else f"{kind} training"
+        raise AdvkitError(f"cannot resume from {path}: not an advkit {what} checkpoint")
     return st

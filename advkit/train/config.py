@@ -23,9 +23,22 @@ class DataConfig:
 class ModelConfig:
     """The classifier: an architecture name and its builder's arguments."""
 
-    name: str = "lenet"             # registered name or timm:NAME
-    normalize: bool = True          # wrap with the dataset's mean/std
+    name: str = "lenet"             # registered name, timm:NAME or torchvision:NAME
+    normalize: bool = True          # wrap with the dataset's mean/std (or with mean/std below)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] | None = None  # the normalization the weights in train.init expect (e.g. ImageNet's)
+    std: tuple[float, ...] | None = None   # instead of the data's; [0,1] pixel units
+    num_classes: int | None = None  # must be the data's: says a train.init head of another size starts fresh
+
+    def __post_init__(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("model.mean and model.std go together")
+        if self.std is not None and not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise ValueError(f"model.std must be > 0, got {list(self.std)}")
+        if self.mean is not None and not all(math.isfinite(v) for v in self.mean):
+            raise ValueError(f"model.mean must be finite, got {list(self.mean)}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"model.num_classes must be >= 1, got {self.num_classes}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,12 @@ class OptimConfig:
             raise ValueError(f"unknown optimizer {self.name!r}; valid: sgd, adam, adamw")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:  # NaN fails too: it would train every weight to NaN
+            raise ValueError(f"optim.momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"optim.grad_clip must be > 0 (or null for none), got {self.grad_clip}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,12 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if self.eps_ramp < 0:
             raise ValueError(f"objective.eps_ramp must be >= 0 epochs, got {self.eps_ramp}")
+        if not (math.isfinite(self.eps) and 0 <= self.eps):
+            raise ValueError(f"objective.eps must be >= 0 (pixel units), got {self.eps}")
+        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"objective.alpha must be > 0 (or null for the default), got {self.alpha}")
+        if self.steps < 1:
+            raise ValueError(f"objective.steps must be >= 1, got {self.steps}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,14 @@ class EvalConfig:
     eps: float | None = None        # PGD eps for the robust accuracy; default the objective's eps
     steps: int = 10
     restarts: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n < 1:  # n = 0 would report "clean 0.00%" of nothing
+            raise ValueError(f"eval.n must be >= 1, got {self.n}")
+        if self.steps < 1 or self.restarts < 1:
+            raise ValueError(f"eval.steps and eval.restarts must be >= 1, got {self.steps}, {self.restarts}")
+        if self.eps is not None and not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eval.eps must be >= 0 (or null for the objective's), got {self.eps}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,8 @@ class GuardConfig:
     keep: str = "last"              # the final model: the last epoch, or the best by held-out PGD accuracy
 
     def __post_init__(self) -> None:
+        if self.n < 1 or self.steps < 1:
+            raise ValueError(f"guard.n and guard.steps must be >= 1, got {self.n}, {self.steps}")
         if self.action not in ("rollback", "stop"):
             raise ValueError(f"guard.action must be rollback or stop, got {self.action!r}")
         if self.keep not in ("last", "best"):
@@ -136,7 +171,9 @@ class TrainConfig:
     tensorboard: bool = True        # when the tensorboard package is installed
     init: str | None = None         # start from this classifier checkpoint's weights (a .safetensors, or a run
                                     # folder with model.safetensors), e.g. to harden a clean detector; the
-                                    # names and shapes must fit model; a fresh run only (resume wins)
+                                    # names and shapes must fit model; a fresh run only (resume wins). Also
+                                    # plain weights (safetensors, a torch state dict) for model's network,
+                                    # e.g. timm:NAME's (docs/models.md)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:

@@ -15,8 +15,9 @@ import torch
 
 from advkit.config import to_yaml
 from advkit.data import ArrayDataset
+from advkit.errors import AdvkitError
 from advkit.models import Normalized, load
-from advkit.models.resolve import Notes, resolve_model
+from advkit.models.resolve import ModelOptions, Notes, resolve_model
 from advkit.runtime.device import cache_dir
 from advkit.train.config import TrainConfig
 from advkit.train.trainer import train_classifier
@@ -37,7 +38,10 @@ def default_model_path(cfg: TrainConfig = DEFAULT_CONFIG) -> Path:
     """
     # where the data lives does not change the model; everything else does
     data = dataclasses.replace(cfg.data, root=None, download=False)
-    key = hashlib.sha256(to_yaml(dataclasses.replace(cfg, data=data)).encode()).hexdigest()[:12]
+    text = to_yaml(dataclasses.replace(cfg, data=data))
+    # model keys added after the default model shipped stay out of the key at their defaults: caches survive
+    text = text.replace("  mean: null\n  std: null\n  num_classes: null\n", "", 1)
+    key = hashlib.sha256(text.encode()).hexdigest()[:12]
     return cache_dir() / f"default-{cfg.data.dataset}-{cfg.model.name}-{key}.safetensors"
 
 
@@ -70,7 +74,7 @@ def get_default_model(data_root: str | None = None, *, progress: bool = False,
 
 def resolve(spec: str | None, data: ArrayDataset, device: str | torch.device = "cpu",
             say: Callable[[str], None] = log.warning, *, data_root: str | None = None, progress: bool = False,
-            notes: Notes = Notes()) -> Normalized:
+            notes: Notes = Notes(), options: ModelOptions = ModelOptions()) -> Normalized:
     """The model ``spec`` names, in eval mode on ``device``: the one path from a model spec to a model.
 
     Args:
@@ -84,6 +88,8 @@ def resolve(spec: str | None, data: ArrayDataset, device: str | torch.device = "
         data_root: where MNIST is, should the default model need training.
         progress: show a progress bar while training the default model.
         notes: the wording of what ``say`` is told.
+        options: the user's ``--weights``, ``--num-classes``, ``--mean``, ``--std``, ``--input-size``
+            (not for the default model).
 
     Returns:
         The model.
@@ -92,6 +98,9 @@ def resolve(spec: str | None, data: ArrayDataset, device: str | torch.device = "
         AdvkitError: as :func:`advkit.models.resolve.resolve_model`, or when the default model's training fails.
     """
     if spec is None or spec == "default":
+        if options.given:
+            raise AdvkitError(f"{', '.join(options.given)} need a --model (e.g. timm:NAME or py:module:factory); "
+                              f"the default model takes none")
         if not default_model_path().is_file():
             notes.tell(say, "default_training", spec=spec, path=default_model_path())
         model, path, _ = get_default_model(data_root, progress=progress)
@@ -99,4 +108,4 @@ def resolve(spec: str | None, data: ArrayDataset, device: str | torch.device = "
         return model.to(device).eval()
     c, h, _ = data.image_shape
     return resolve_model(spec, num_classes=data.num_classes, in_chans=c, input_size=h, mean=data.mean,
-                         std=data.std, device=device, say=say, notes=notes, also=("default",))
+                         std=data.std, device=device, say=say, notes=notes, also=("default",), options=options)

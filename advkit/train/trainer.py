@@ -23,9 +23,20 @@ from advkit.config import to_dict
 from advkit.data import ArrayDataset, load_dataset
 from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
+from advkit.runtime import faults
 from advkit.runtime.device import resolve_device, seed_everything
 from advkit.runtime.distributed import Dist, init_distributed, shutdown
-from advkit.runtime.run import RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng, rng_state
+from advkit.runtime.run import (
+    MID_EPOCH,
+    RunFolder,
+    cpu_state,
+    deterministic,
+    ema_update,
+    progress_bar,
+    restore_rng,
+    rng_state,
+)
+from advkit.runtime.signals import StopFlag, graceful
 from advkit.train.config import TrainConfig
 from advkit.train.objectives import get_objective
 from advkit.train.schedules import make_scheduler
@@ -111,24 +122,36 @@ def build_model(cfg: TrainConfig, data: ArrayDataset) -> Normalized:
     c, h, w = data.image_shape
     if h != w:
         raise AdvkitError(f"{data.name}: square images expected, got {h}x{w}")
-    norm = cfg.model.normalize and data.mean is not None
+    if cfg.model.num_classes is not None and cfg.model.num_classes != data.num_classes:
+        raise AdvkitError(f"model.num_classes is {cfg.model.num_classes} but {data.name} has {data.num_classes} "
+                          f"classes")
+    norm = cfg.model.normalize and (data.mean is not None or cfg.model.mean is not None)
+    given = cfg.model.mean is not None
+    mean = list(cfg.model.mean or ()) if given else data.mean
+    std = list(cfg.model.std or ()) if given else data.std
+    if norm and mean is not None and std is not None and len(mean) == 1 and c > 1:
+        mean, std = list(mean) * c, list(std) * c
     model = create_model(cfg.model.name, num_classes=data.num_classes, in_chans=c, input_size=h,
-                         mean=data.mean if norm else None, std=data.std if norm else None, **cfg.model.kwargs)
+                         mean=mean if norm else None, std=std if norm else None, **cfg.model.kwargs)
     if norm and getattr(model.net, "raw_pixels", False):
         raise AdvkitError(f"model {cfg.model.name!r} scales its [0,1] input itself; set normalize: false under "
                           f"model (train.model in a detector config)")
     return model
 
 
-def load_init(model: Normalized, path: str | Path) -> None:
-    """Copy the weights of a classifier checkpoint into ``model`` (``train.init``).
+def load_init(model: Normalized, path: str | Path, *, new_head: bool = False) -> None:
+    """Copy the weights of a classifier checkpoint, or of a plain weights file, into ``model`` (``train.init``).
 
     Every tensor name and shape must match. A normalization that differs from the checkpoint's only warns
     (the data may differ).
 
     Args:
         model: the model to initialise, in place.
-        path: a ``.safetensors``, or a run folder holding ``model.safetensors``.
+        path: a ``.safetensors`` advkit checkpoint, a run folder holding ``model.safetensors``, or plain
+            weights for ``model``'s network (safetensors or a torch state dict: see
+            :func:`advkit.models.external.load_weights`), e.g. ImageNet weights for ``timm:NAME``.
+        new_head: a plain weights file's classifier head of another class count starts fresh
+            (``model.num_classes`` given) instead of being an error.
 
     Raises:
         AdvkitError: a missing or foreign checkpoint, or one that does not fit (the first tensor that does
@@ -137,10 +160,15 @@ def load_init(model: Normalized, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     from advkit.models import checkpoint_file, read_metadata
+    from advkit.models.external import is_advkit_checkpoint, load_weights
 
     p = checkpoint_file(path)
     if not p.is_file():
         raise AdvkitError(f"train.init: checkpoint not found: {p}")
+    if not is_advkit_checkpoint(p):
+        load_weights(model.net, p, new_head=new_head, say=log.warning,
+                     hint=f"set model.num_classes: {model.spec.get('num_classes')} (--num-classes) to start a new head")
+        return
     meta = read_metadata(p)  # refuses GAN checkpoints and foreign files
     state, own = load_file(str(p)), model.state_dict()
     arch = meta["model"]["arch"]
@@ -239,6 +267,8 @@ class _Run:
         self.cfg_dict = to_dict(cfg)
         self.start_epoch, self.best_metric, self.best_epoch = 1, -1.0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.mid: dict | None = None  # where a checkpoint written inside an epoch stopped
+        self.stop = StopFlag()
         if resuming:
             self._restore()
         self.folder.write_config(cfg)
@@ -280,7 +310,7 @@ class _Run:
         cfg, device = self.cfg, self.device
         raw = build_model(cfg, self.train_all)
         if init is not None:
-            load_init(raw, init)
+            load_init(raw, init, new_head=cfg.model.num_classes is not None)
             log.info("initialised from %s", init)
         raw = raw.to(device)
         if cfg.channels_last:
@@ -323,6 +353,7 @@ class _Run:
         restore_rng(st, self._generators(), optional=("transform_rng",))
         self.start_epoch, self.best_metric, self.best_epoch = st["epoch"] + 1, st["best_metric"], st["best_epoch"]
         self.best_state = st.get("best_model")
+        self.mid = st.get(MID_EPOCH)
 
     def _tensorboard(self):
         if not (self.folder.writes and self.cfg.tensorboard) or self.folder.out is None:  # (writes: a folder)
@@ -343,14 +374,19 @@ class _Run:
 
     def fit(self, *, progress: bool, on_epoch: Callable[[dict], None] | None) -> tuple[Normalized, dict]:
         metrics, stopped = self.folder.last_metrics, None
-        for epoch in range(self.start_epoch, self.cfg.epochs + 1):
-            metrics, stopped = self._epoch(epoch, progress=progress)
-            self.d.barrier()
-            log.info("epoch %d: %s", epoch, json.dumps(metrics))
-            if on_epoch is not None and self.d.main:
-                on_epoch(metrics)
-            if stopped:
-                break
+        # SIGINT/SIGTERM stop the run between two steps, after a resumable last.ckpt (one process only: under
+        # torchrun the ranks could not agree on the step)
+        with graceful(enabled=not self.d.enabled) as self.stop:
+            for epoch in range(self.start_epoch, self.cfg.epochs + 1):
+                metrics, stopped = self._epoch(epoch, progress=progress)
+                self.d.barrier()
+                log.info("epoch %d: %s", epoch, json.dumps(metrics))
+                if on_epoch is not None and self.d.main:
+                    on_epoch(metrics)
+                if stopped:
+                    break
+                if self.stop.requested and epoch < self.cfg.epochs:  # came during the evaluation: last.ckpt is
+                    self.stop.stop()                                  # this epoch's, written just now
         if self.writer is not None:
             self.writer.close()
         return self._finish(stopped=stopped, metrics=metrics)
@@ -388,15 +424,44 @@ class _Run:
         cfg, d = self.cfg, self.d
         self.raw.train()
         sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
+        mid, self.mid = self.mid, None
+        if mid is not None:  # resumed inside this epoch: draw its order again from the epoch's first state
+            self.shuffle_gen.set_state(mid["epoch_shuffle_rng"])
+        epoch_rng = self.shuffle_gen.get_state()
         batches = _shard(self.train_all.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
                                                 drop_last=self.drop_last, indices=self.train_idx), d)
-        bar = progress_bar(batches, total=self.steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
+        step = 0
+        if mid is not None:  # skip the steps done (the order is drawn at the first batch), then go on
+            for step, _ in enumerate(batches, 1):
+                if step == mid["step"]:
+                    break
+            self.shuffle_gen.set_state(mid["shuffle_rng"])
+            sums = list(mid["sums"])
+        bar = progress_bar(batches, total=self.steps_per_epoch - step, desc=f"epoch {epoch}/{cfg.epochs}",
                            show=progress and d.main)
         for x, y in bar:
             for i, v in enumerate(self._step(x, y, epoch=epoch)):
                 sums[i] += v
+            step += 1
             bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}")
+            faults.point(f"step:{(epoch - 1) * self.steps_per_epoch + step}")
+            if self.stop.requested:
+                bar.close()
+                self._save_mid_epoch(epoch, step, sums, epoch_rng)
+                self.stop.stop()
         return d.all_sum(sums, self.device)
+
+    def _save_mid_epoch(self, epoch: int, step: int, sums: list[float], epoch_rng: torch.Tensor) -> None:
+        """``last.ckpt`` after ``step`` steps of ``epoch``: what a resumed run needs to take the next step as an
+        uninterrupted run would (the epoch's first shuffle state re-draws its order; the sums go on)."""
+        if not self.folder.writes:
+            return
+        state = self._state(epoch - 1)
+        state[MID_EPOCH] = {"step": step, "sums": sums, "epoch_shuffle_rng": epoch_rng,
+                            "shuffle_rng": self.shuffle_gen.get_state()}
+        self.folder.save_checkpoint(state)
+        log.warning("stopped in epoch %d after step %d: %s can resume from here", epoch, step,
+                    self.folder.checkpoint)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, *, epoch: int) -> tuple[float, float, int]:
         """One optimizer step on a batch; returns (loss * n, correct, n)."""

@@ -91,6 +91,12 @@ def sample_grid_png(x: torch.Tensor, title: str = "") -> bytes:
     return encode_png(grid, "sample grid")
 
 
+def _class_name(classes: Sequence[str], label: int) -> str:
+    """The name of ``label``, or the number itself for a label the names do not cover (a model with more
+    classes than the data names)."""
+    return str(classes[label]) if 0 <= label < len(classes) else str(label)
+
+
 def adversarial_grid_png(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, pred_clean: torch.Tensor,
                          pred_adv: torch.Tensor, classes: Sequence[str], n: int = 8,
                          title: str = "") -> bytes:
@@ -132,7 +138,7 @@ def adversarial_grid_png(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, 
             if preds is not None:
                 p = int(preds[i])
                 ok = p == int(y[i])
-                text = f"{classes[int(y[i])][:6]}/{classes[p][:6]}"
+                text = f"{_class_name(classes, int(y[i]))[:6]}/{_class_name(classes, p)[:6]}"
                 cv2.putText(head, text, (2, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                             (0, 120, 0) if ok else (0, 0, 220), 1, cv2.LINE_AA)
             tiles.append(np.vstack([head, _tile(imgs[i], size, size)]))
