@@ -6,7 +6,8 @@ Options: the five GAN losses, one-sided label smoothing, TTUR, the WGAN-GP penal
 hardened discriminator (trained on adversarial real and fake inputs through advkit's training objectives),
 an EMA generator, a duality-gap monitor, and the duality gap as the training objective (``loss: dg``: each
 player steps against the other's worst-case opponent, found by ``dg.train_k`` Adam steps from a copy).
-Per epoch: a sample grid from a fixed z, a metrics line, the loss curves and an atomic resume checkpoint.
+Per epoch: a sample grid from a fixed z, a metrics line, the loss curves and an atomic resume checkpoint;
+SIGINT/SIGTERM stop the run between two steps after a mid-epoch resume checkpoint (one process only).
 CPU or CUDA; under ``torchrun`` every process takes its slice of each global batch (and of its z),
 gradients are averaged over processes after each backward pass (what DDP does; D's step runs several forward
 passes per backward, which DDP's wrapper does not allow), and rank 0 alone writes. gloo on CPU, nccl on CUDA.
@@ -40,7 +41,17 @@ from advkit.runtime import faults
 from advkit.runtime.device import resolve_device, seed_everything
 from advkit.runtime.distributed import Dist, init_distributed, shutdown
 from advkit.runtime.io import atomic_write_bytes
-from advkit.runtime.run import RunFolder, cpu_state, deterministic, ema_update, progress_bar, restore_rng, rng_state
+from advkit.runtime.run import (
+    MID_EPOCH,
+    RunFolder,
+    cpu_state,
+    deterministic,
+    ema_update,
+    progress_bar,
+    restore_rng,
+    rng_state,
+)
+from advkit.runtime.signals import StopFlag, graceful
 from advkit.viz import loss_curves_png, sample_grid_png
 
 log = logging.getLogger(__name__)
@@ -62,7 +73,7 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
         out_dir: the run folder; ``None`` writes nothing.
         progress: show a progress bar per epoch.
         resume: continue from ``out_dir/last.ckpt`` when it exists (bit-identical to an uninterrupted run
-            on the CPU); it must hold the same config.
+            on the CPU, also from a checkpoint written inside an epoch on a signal); it must hold the same config.
         on_epoch: called on rank 0 with each epoch's metrics.
         profile: time the parts of every step (data, each net's forward, backward and optimizer step, the EMA,
             the loss checks, the duality-gap monitor, sample grids, curves, checkpoints) into each epoch's
@@ -80,6 +91,8 @@ def train_gan(cfg: GanConfig, out_dir: str | Path | None = None, *, progress: bo
     Raises:
         AdvkitError: a bad config or data, a checkpoint that cannot be resumed, or a NaN or infinite loss
             (the message names the step and the last good checkpoint).
+        Stopped: SIGINT or SIGTERM (``advkit.runtime.signals``; exit code 130 / 143) in a single-process run,
+            raised between two steps once ``last.ckpt`` holds the step reached (``--resume`` goes on from it).
     """
     device = resolve_device(cfg.device)
     d = init_distributed(device.type)
@@ -260,6 +273,8 @@ class _GanRun:
         self.dg_curve: list[float] = []          # every duality-gap estimate, in order
         self.best_dg: dict | None = None         # the lowest estimate so far: {"dg", "g_step", "epoch"}
         self._best_nets: tuple[dict, dict] | None = None  # its (G, D) states, written at the epoch's end
+        self.mid: dict | None = None  # where a checkpoint written inside an epoch (on SIGINT/SIGTERM) stopped
+        self.stop = StopFlag()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -291,6 +306,7 @@ class _GanRun:
         self.last_dg = st["last_dg"]
         self.dg_curve = list(st.get("dg_curve", []))
         self.best_dg = st.get("best_dg")
+        self.mid = st.get(MID_EPOCH)
 
     # ------------------------------------------------------------------ steps
 
@@ -538,16 +554,21 @@ class _GanRun:
         metrics = self.folder.last_metrics
         self.G.train()
         self.D.train()
-        for epoch in range(self.epoch + 1, c.epochs + 1):
-            metrics = self._train_epoch(epoch, progress=progress)
-            self.folder.append_metrics(metrics)
-            self.epoch = epoch
-            if self.folder.writes and self.folder.out is not None:  # (writes implies a folder)
-                self._write_epoch(epoch, self.folder.out)
-            if main:
-                log.info("epoch %d: %s", epoch, json.dumps(metrics))
-                if on_epoch is not None:
-                    on_epoch(metrics)
+        # SIGINT/SIGTERM stop the run between two steps, after a resumable last.ckpt (one process only: under
+        # torchrun the ranks could not agree on the step)
+        with graceful(enabled=not self.dist.enabled) as self.stop:
+            for epoch in range(self.epoch + 1, c.epochs + 1):
+                metrics = self._train_epoch(epoch, progress=progress)
+                self.folder.append_metrics(metrics)
+                self.epoch = epoch
+                if self.folder.writes and self.folder.out is not None:  # (writes implies a folder)
+                    self._write_epoch(epoch, self.folder.out)
+                if main:
+                    log.info("epoch %d: %s", epoch, json.dumps(metrics))
+                    if on_epoch is not None:
+                        on_epoch(metrics)
+                if self.stop.requested and epoch < c.epochs:  # came during the epoch's writes: last.ckpt is
+                    self.stop.stop()                           # this epoch's, written just now
         if self.probe is not None and self.g_steps % self.probe[0]:  # the last generator is always probed
             self._probe(self.epoch)
         _set_trainable(self.G, True)
@@ -572,11 +593,26 @@ class _GanRun:
         t0, probe_s0 = time.perf_counter(), self.probe_s
         d_sum = g_sum = gp_sum = real_acc = fake_acc = 0.0
         n_d = n_g = 0
-        bar = progress_bar(self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True),
-                           total=self.steps_per_epoch, desc=f"epoch {epoch}/{c.epochs}",
+        mid, self.mid = self.mid, None
+        if mid is not None:  # resumed inside this epoch: draw its order again from the epoch's first state
+            self.shuffle_gen.set_state(mid["epoch_shuffle_rng"])
+        epoch_rng = self.shuffle_gen.get_state()
+        raw = self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True)
+        step = 0
+        if mid is not None:  # skip the steps done (the order is drawn at the first batch), then go on
+            for step, _ in enumerate(raw, 1):
+                if step == mid["step"]:
+                    break
+            self.shuffle_gen.set_state(mid["shuffle_rng"])
+            d_sum, g_sum, gp_sum, real_acc, fake_acc = mid["sums"]
+            n_d, n_g = mid["counts"]
+            t0 -= mid["time_s"]
+            if mid.get("best_nets") is not None:  # a new lowest gap of this epoch, not written yet
+                self._best_nets = (mid["best_nets"][0], mid["best_nets"][1])
+        bar = progress_bar(raw, total=self.steps_per_epoch - step, desc=f"epoch {epoch}/{c.epochs}",
                            show=progress and self.dist.main)
         batches = iter(bar)
-        for b in range(1, self.steps_per_epoch + 1):
+        for b in range(step + 1, self.steps_per_epoch + 1):
             with self.clock("data"):
                 x = next(batches)[0]
                 if self.dist.enabled:  # this process's share of the global batch
@@ -602,6 +638,11 @@ class _GanRun:
             with self.clock("logging"):
                 bar.set_postfix(d=f"{d_sum / n_d:.3f}", g=f"{g_sum / n_g:.3f}" if n_g else "-")
             faults.point(f"step:{self.it}")  # the fault tests kill here (ADVKIT_FAULT=kill@step:N)
+            if self.stop.requested:
+                bar.close()
+                self._save_mid_epoch(epoch, b, epoch_rng, sums=[d_sum, g_sum, gp_sum, real_acc, fake_acc],
+                                     counts=[n_d, n_g], time_s=time.perf_counter() - t0 - (self.probe_s - probe_s0))
+                self.stop.stop()
         bar.close()
         metrics: dict[str, Any] = {"epoch": epoch, "d_loss": d_sum / max(n_d, 1),
                                    "g_loss": g_sum / n_g if n_g else None,
@@ -616,6 +657,22 @@ class _GanRun:
                            dg_v_worst_d=self.last_dg["v_worst_d"], dg_v_worst_g=self.last_dg["v_worst_g"],
                            best_dg=self.best_dg["dg"], best_dg_g_step=self.best_dg["g_step"])
         return metrics
+
+    def _save_mid_epoch(self, epoch: int, step: int, epoch_rng: torch.Tensor, *, sums: list[float],
+                        counts: list[int], time_s: float) -> None:
+        """``last.ckpt`` after ``step`` steps of ``epoch``: what a resumed run needs to take the next step as an
+        uninterrupted run would (the epoch's first shuffle state re-draws its order; the metric sums go on; a
+        best-gap pair found this epoch and not yet written travels with it)."""
+        if not self.folder.writes:
+            return
+        state = self._state()  # self.epoch is still the last finished epoch
+        best = list(self._best_nets) if self._best_nets is not None else None
+        state[MID_EPOCH] = {"step": step, "sums": sums, "counts": counts, "time_s": time_s,
+                            "epoch_shuffle_rng": epoch_rng, "shuffle_rng": self.shuffle_gen.get_state(),
+                            "best_nets": best}
+        self.folder.save_checkpoint(state)
+        log.warning("stopped in epoch %d after step %d: %s can resume from here", epoch, step,
+                    self.folder.checkpoint)
 
     def _write_epoch(self, epoch: int, out: Path) -> None:
         """Rank 0's files in ``out`` after an epoch: the sample grid, the curves, a new best-gap pair and
