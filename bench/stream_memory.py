@@ -10,8 +10,14 @@ Compare sizes well past the first batches: the allocator's peak settles only aft
 activations (a 64- against a 400-image run differed by about 600 MiB for that reason on the 2-core machine,
 while 320 against 960 images differed by -47 MiB RSS).
 
+Each run also keeps ``pss_trace`` (about 60 samples of ``[seconds, tree PSS, each process's PSS]``, MiB): a
+process whose line climbs batch after batch grows with the sample count, one that levels off does not (peaks
+alone are noisy). Issue 19: the DataLoader workers' PSS climbed linearly (glibc kept the freed decode buffers);
+``advkit.data.stream.release_freed_memory`` after each batch keeps them flat.
+
     python -m bench.stream_memory                           # 1,000 then 10,000 images
     python -m bench.stream_memory --sizes 200,1000 --workers 2
+    python -m bench.stream_memory --sizes 1000,5000 --model timm:resnet10t --side 72 --input-size 64 --threads 1
 """
 
 from __future__ import annotations
@@ -57,8 +63,9 @@ def make_imagefolder(root: Path, n: int, *, side: int = 256, classes: int = 10, 
     return root
 
 
-def _tree_pss_kib(pid: int) -> int:
-    """PSS (KiB) of ``pid`` and its descendants, from /proc (0 where the kernel says nothing)."""
+def _tree_pss_kib(pid: int, per: dict[int, int] | None = None) -> int:
+    """PSS (KiB) of ``pid`` and its descendants, from /proc (0 where the kernel says nothing); ``per`` (when
+    given) receives each process's own PSS by pid."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -75,19 +82,28 @@ def _tree_pss_kib(pid: int) -> int:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
+                    if per is not None:
+                        per[p] = int(line.split()[1])
         except OSError:
             pass
     return total
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run ``cmd`` under the wrapper; its wall time, peak RSS of the eval process and peak tree PSS (MiB)."""
+def measure(cmd: list[str], env: dict[str, str], trace: list | None = None) -> dict:
+    """Run ``cmd`` under the wrapper; its wall time, peak RSS of the eval process and peak tree PSS (MiB).
+    ``trace`` (when given) receives ``[seconds, tree PSS MiB, [each process's PSS MiB, largest first]]`` every
+    half second (linear growth and a plateau look different there, where two peaks may not)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty child never blocks on it
         proc = subprocess.Popen([sys.executable, "-c", WRAPPER, *cmd], env=env, stdout=log, stderr=log, text=True)
         peak_pss = 0
         while proc.poll() is None:
-            peak_pss = max(peak_pss, _tree_pss_kib(proc.pid))
+            per: dict[int, int] = {}
+            pss = _tree_pss_kib(proc.pid, per)
+            peak_pss = max(peak_pss, pss)
+            if trace is not None and pss:
+                trace.append([round(time.perf_counter() - t0, 1), round(pss / 1024, 1),
+                              sorted((round(v / 1024, 1) for v in per.values()), reverse=True)])
             time.sleep(0.5)
         wall = time.perf_counter() - t0
         log.seek(0)
@@ -100,9 +116,11 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict:
 
 
 def eval_command(folder: Path, out: Path, *, model: str, batch_size: int, workers: int, attack: str,
-                 eps: float) -> list[str]:
-    """The ``advkit eval`` command over ``folder`` (every image, checks off)."""
+                 eps: float, input_size: int | None = None) -> list[str]:
+    """The ``advkit eval`` command over ``folder`` (every image, checks off; ``input_size`` overrides the
+    model's)."""
     sets = [f"data.dataset=imagefolder:{folder}", "data.n=null", f"data.num_workers={workers}",
+            *([f"data.input_size={input_size}"] if input_size else []),
             f"models=[{{model: '{model}'}}]", f"batch_size={batch_size}", "checks.enabled=false", "device=cpu",
             f"threat_models=[{{norm: linf, eps: [{eps}], attacks: [{attack}]}}]"]
     return [sys.executable, "-m", "advkit", "eval", "--quiet", "--out", str(out),
@@ -118,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--attack", default="fgsm")
     ap.add_argument("--eps", type=float, default=4 / 255)
+    ap.add_argument("--input-size", type=int, default=None, help="model input side (default: the model's)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads in the eval process")
     ap.add_argument("--limit-mib", type=float, default=300.0, help="the flatness claim: peak difference below")
     ap.add_argument("--out", default=str(RESULTS / "stream_memory.json"))
@@ -130,8 +149,10 @@ def main(argv: list[str] | None = None) -> None:
         for n in sizes:
             folder = make_imagefolder(Path(tmp) / f"set{n}", n, side=args.side)
             cmd = eval_command(folder, Path(tmp) / f"report{n}", model=args.model, batch_size=args.batch_size,
-                               workers=args.workers, attack=args.attack, eps=args.eps)
-            m = measure(cmd, env)
+                               workers=args.workers, attack=args.attack, eps=args.eps, input_size=args.input_size)
+            trace: list = []
+            m = measure(cmd, env, trace)
+            m["pss_trace"] = trace[::max(1, len(trace) // 60)]  # about 60 samples over the run
             report = json.loads((Path(tmp) / f"report{n}" / "report.json").read_text())
             m.update(n=n, evaluated=report["data"]["n"], shape=report["data"]["shape"],
                      images_per_s=round(n / m["wall_s"], 2))
@@ -140,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{m['wall_s']} s", flush=True)
             shutil.rmtree(folder)
     base, last = runs[0], runs[-1]
-    result = {"model": args.model, "attack": f"{args.attack} linf eps {args.eps:.4g}", "batch_size": args.batch_size,
+    result = {"model": args.model, "input_size": args.input_size, "attack": f"{args.attack} linf eps {args.eps:.4g}",
+              "batch_size": args.batch_size,
               "workers": args.workers, "generated_side": args.side, "runs": runs,
               "rss_growth_mib": round(last["peak_rss_mib"] - base["peak_rss_mib"], 1),
               "pss_growth_mib": round(last["peak_tree_pss_mib"] - base["peak_tree_pss_mib"], 1),

@@ -92,7 +92,7 @@ def test_unknown_family_is_one_clear_error():
         get_attack("xyz:LinfPGD")
     with pytest.raises(AdvkitError, match=r"unknown dataset family 'xyz:'.*known: csv:, folder:, imagefolder:, npz:$"):
         load_dataset("xyz:/tmp/data")
-    with pytest.raises(AdvkitError, match=r"unknown model family 'xyz:'.*known: timm:$"):
+    with pytest.raises(AdvkitError, match=r"unknown model family 'xyz:'.*known: py:, timm:, torchvision:$"):
         create_model("xyz:resnet18")
     with pytest.raises(AdvkitError, match=r"'timm:' names models, not attacks"):
         get_attack("timm:resnet18")

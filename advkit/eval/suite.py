@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from advkit.attacks import per_sample_norm, pick_targets
+from advkit.data.stream import release_freed_memory
 from advkit.eval.config import AttackSpec
 from advkit.report.stats import wilson_interval
 from advkit.runtime.memory import HalvingBatches
@@ -190,6 +191,8 @@ def run_batches(model: nn.Module, batches: Iterable[tuple], *, norm: str, eps_li
         yb = labels.to(device)
         out.append(run_batch(model, xb, yb, i, norm=norm, eps_list=eps_list, suite=suite, mode=mode, seed=seed,
                              num_classes=num_classes, n_examples=n_examples if i == 0 else 0, fit=fit))
+        del xb, yb, images, labels
+        release_freed_memory()  # flat in the sample count: the batch's freed buffers go back (see there)
         if on_result:
             on_result(out[-1])
         if on_batch:

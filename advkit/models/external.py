@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 PY = register_family("py", "model", "MODULE:FACTORY")  # py:pkg.mod:factory, a user's callable -> nn.Module
 TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript")  # always TorchScript; .pt/.pth are looked into (see is_torchscript)
 _PY_FILE = re.compile(r"(?P<file>.+\.py):(?P<attr>[A-Za-z_][A-Za-z0-9_.]*)")
+# after "py:": a dotted module path and the factory's name
+_PY_MODULE = re.compile(r"(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][A-Za-z0-9_.]*)")
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 
 
@@ -114,10 +116,10 @@ def py_spec(spec: str) -> tuple[str, str] | None:
         return m["file"], m["attr"]
     if rest is None:
         return None
-    module, sep, attr = rest.rpartition(":")
-    if not sep or not module or not attr:
+    m = _PY_MODULE.fullmatch(rest)
+    if not m:
         raise AdvkitError(f"model {spec!r}: write py:package.module:factory (or path/to/file.py:factory)")
-    return module, attr
+    return m["module"], m["attr"]
 
 
 def call_factory(spec: str) -> nn.Module:

@@ -101,8 +101,14 @@ class Journal:
         if not self.writes:
             return
         if not self.stamped:
+            made = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.folder / FINGERPRINT, json.dumps({"fingerprint": self.fingerprint}) + "\n")
+            try:
+                atomic_write_text(self.folder / FINGERPRINT, json.dumps({"fingerprint": self.fingerprint}) + "\n")
+            except OSError:  # e.g. a full disk: leave no empty progress folder behind
+                if made:
+                    shutil.rmtree(self.folder, ignore_errors=True)
+                raise
             self.stamped = True
         buf = io.BytesIO()
         torch.save(state, buf)

@@ -100,7 +100,7 @@ class ObjectiveConfig:
         if self.eps_ramp < 0:
             raise ValueError(f"objective.eps_ramp must be >= 0 epochs, got {self.eps_ramp}")
         if not (math.isfinite(self.eps) and 0 <= self.eps):
-            raise ValueError(f"objective.eps must be >= 0 (pixel units), got {self.eps}")
+            raise ValueError(f"objective.eps must be finite and >= 0 (pixel units), got {self.eps}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"objective.alpha must be > 0 (or null for the default), got {self.alpha}")
         if self.steps < 1:
