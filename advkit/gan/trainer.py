@@ -47,9 +47,11 @@ from advkit.runtime.run import (
     cpu_state,
     deterministic,
     ema_update,
+    epoch_order_state,
     progress_bar,
     restore_rng,
     rng_state,
+    skip_done_steps,
 )
 from advkit.runtime.signals import StopFlag, graceful
 from advkit.viz import loss_curves_png, sample_grid_png
@@ -594,16 +596,10 @@ class _GanRun:
         d_sum = g_sum = gp_sum = real_acc = fake_acc = 0.0
         n_d = n_g = 0
         mid, self.mid = self.mid, None
-        if mid is not None:  # resumed inside this epoch: draw its order again from the epoch's first state
-            self.shuffle_gen.set_state(mid["epoch_shuffle_rng"])
-        epoch_rng = self.shuffle_gen.get_state()
+        epoch_rng = epoch_order_state(self.shuffle_gen, mid)
         raw = self.train.batches(c.batch_size, shuffle=True, generator=self.shuffle_gen, drop_last=True)
-        step = 0
-        if mid is not None:  # skip the steps done (the order is drawn at the first batch), then go on
-            for step, _ in enumerate(raw, 1):
-                if step == mid["step"]:
-                    break
-            self.shuffle_gen.set_state(mid["shuffle_rng"])
+        step = skip_done_steps(raw, self.shuffle_gen, mid)
+        if mid is not None:  # the epoch's sums, counts, clock and pending best pair go on
             d_sum, g_sum, gp_sum, real_acc, fake_acc = mid["sums"]
             n_d, n_g = mid["counts"]
             t0 -= mid["time_s"]

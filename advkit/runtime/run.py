@@ -142,6 +142,44 @@ def config_diff(old: dict, new: dict, *, allowed: Iterable[str] = (), whole: Ite
     return out
 
 
+def epoch_order_state(gen: torch.Generator, mid: dict | None) -> torch.Tensor:
+    """The shuffle state an epoch draws its order from, set on ``gen`` (a resumed mid-epoch run restores the
+    interrupted epoch's, so its order is drawn again).
+
+    Args:
+        gen: the shuffle generator.
+        mid: the checkpoint's ``MID_EPOCH`` entry, or None.
+
+    Returns:
+        The state, for a later mid-epoch checkpoint's ``epoch_shuffle_rng``.
+    """
+    if mid is not None:
+        gen.set_state(mid["epoch_shuffle_rng"])
+    return gen.get_state()
+
+
+def skip_done_steps(batches: Iterator, gen: torch.Generator, mid: dict | None) -> int:
+    """Consume the steps a mid-epoch checkpoint had done (the order is drawn at the first batch), then restore
+    the shuffle state it saved.
+
+    Args:
+        batches: the epoch's batch iterator (consumed up to the step reached).
+        gen: the shuffle generator.
+        mid: the checkpoint's ``MID_EPOCH`` entry, or None (nothing skipped).
+
+    Returns:
+        The steps skipped.
+    """
+    if mid is None:
+        return 0
+    step = 0
+    for step, _ in enumerate(batches, 1):
+        if step == mid["step"]:
+            break
+    gen.set_state(mid["shuffle_rng"])
+    return step
+
+
 def progress_bar(iterable: Iterable, *, total: int, desc: str, show: bool) -> tqdm:
     """A tqdm bar over ``iterable`` that vanishes when done; ``show=False`` (or no terminal) hides it.
 

@@ -32,9 +32,11 @@ from advkit.runtime.run import (
     cpu_state,
     deterministic,
     ema_update,
+    epoch_order_state,
     progress_bar,
     restore_rng,
     rng_state,
+    skip_done_steps,
 )
 from advkit.runtime.signals import StopFlag, graceful
 from advkit.train.config import TrainConfig
@@ -425,17 +427,11 @@ class _Run:
         self.raw.train()
         sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
         mid, self.mid = self.mid, None
-        if mid is not None:  # resumed inside this epoch: draw its order again from the epoch's first state
-            self.shuffle_gen.set_state(mid["epoch_shuffle_rng"])
-        epoch_rng = self.shuffle_gen.get_state()
+        epoch_rng = epoch_order_state(self.shuffle_gen, mid)
         batches = _shard(self.train_all.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
                                                 drop_last=self.drop_last, indices=self.train_idx), d)
-        step = 0
-        if mid is not None:  # skip the steps done (the order is drawn at the first batch), then go on
-            for step, _ in enumerate(batches, 1):
-                if step == mid["step"]:
-                    break
-            self.shuffle_gen.set_state(mid["shuffle_rng"])
+        step = skip_done_steps(batches, self.shuffle_gen, mid)
+        if mid is not None:
             sums = list(mid["sums"])
         bar = progress_bar(batches, total=self.steps_per_epoch - step, desc=f"epoch {epoch}/{cfg.epochs}",
                            show=progress and d.main)
