@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.n if args.n is not None or not args.quick else 500
     results = run(configs, Path(args.runs), n, args.quick, args.seed)
     out = Path(args.out) if args.out else RESULTS / f"mnist_autoattack{'_quick' if args.quick else ''}.json"
-    write_result(out, "mnist_autoattack", results, device="cpu", machine_extra=None, table=False)
+    write_result(out, "mnist_autoattack", results, device="cpu", table=True)
     print(f"wrote {out}  ({command_line('mnist_autoattack', argv)})")
     return results
 

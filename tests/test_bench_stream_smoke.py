@@ -37,9 +37,12 @@ def test_stream_memory_tiny(tmp_path):
 def test_stream_throughput_tiny(tmp_path):
     out = tmp_path / "stream_throughput.json"
     _run("bench.stream_throughput", "--n", "8", "--model", "small_cnn", "--input-size", "32", "--side", "40",
-         "--steps", "2", "--batch-size", "4", "--workers", "1", "--threads", "1", "--out", str(out))
+         "--steps", "2", "--batch-size", "4", "--workers", "1", "--threads", "1", "--rounds", "2", "--warmup", "1",
+         "--out", str(out))
     res = json.loads(out.read_text())["results"]
     ips = res["images_per_s"]
     assert ips["streamed"] > 0 and ips["in_memory"] > 0
     assert res["ratio"] == pytest.approx(ips["streamed"] / ips["in_memory"], rel=0.01)
     assert res["same_outcomes"] is True  # the two runs saw the same pixels
+    # the warm-up runs are not timed: two rounds give two times of each kind
+    assert len(res["wall_s"]["streamed"]) == 2 and len(res["wall_s"]["in_memory"]) == 2

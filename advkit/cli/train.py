@@ -24,8 +24,10 @@ def train() -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.ckpt (written atomically every epoch).")
 @click.option("--model", "model_name", help="The architecture (config model.name): a registered name, timm:NAME or "
                                             "torchvision:NAME; with --weights, fine-tune from those weights.")
+@click.option("--skip-bad", is_flag=True,
+              help="imagefolder:/csv: data: leave unreadable image files out (config data.skip_bad).")
 @model_options
-def classifier(config_path, sets, out, data_root, resume, model_name, **model_kw):
+def classifier(config_path, sets, out, data_root, resume, model_name, skip_bad, **model_kw):
     """Train a classifier; writes OUT/model.safetensors (+ .json), config.yaml and metrics.jsonl.
 
     Under `torchrun --nproc_per_node=N` the same command trains with DDP; only rank 0 prints and writes.
@@ -43,6 +45,8 @@ def classifier(config_path, sets, out, data_root, resume, model_name, **model_kw
     cfg = load_config(TrainConfig, config_path, sets)
     if data_root:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
+    if skip_bad:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, skip_bad=True))
     cfg = _with_model_options(cfg, model_name, options_from(model_kw))
     if resume and not out:
         raise click.UsageError("--resume needs --out DIR (the run to continue)")
@@ -92,7 +96,9 @@ def _print_epoch(m: dict) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default advkit_runs/detector-TIME).")
 @click.option("--data-root", help="Where named datasets are (else $ADVKIT_DATA, else ./datasets).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.ckpt (written atomically every epoch).")
-def detector(config_path, sets, out, data_root, resume):
+@click.option("--skip-bad", is_flag=True,
+              help="imagefolder:/csv: sources: leave unreadable image files out (config data.skip_bad).")
+def detector(config_path, sets, out, data_root, resume, skip_bad):
     """Train a fake-image detector (0 real, 1 fake) and evaluate it: clean, targeted PGD evasion, laundering.
 
     Writes OUT/model.safetensors (what `advkit detect` loads), metrics.jsonl, detect_report.json and the
@@ -110,6 +116,8 @@ def detector(config_path, sets, out, data_root, resume):
     cfg = load_config(DetectorConfig, config_path, sets)
     if data_root:
         cfg = dataclasses.replace(cfg, data_root=data_root)
+    if skip_bad:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, skip_bad=True))
     if resume and not out:
         raise click.UsageError("--resume needs --out DIR (the run to continue)")
     out_dir = hold_out(out if out else default_out("detector"))

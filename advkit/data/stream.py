@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, cast
+from typing import Any, Iterable, Iterator, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -298,6 +298,21 @@ def release_freed_memory() -> bool:
     return True
 
 
+def _decode_worker_init(_worker_id: int) -> None:
+    """Run a decoding worker at the lowest CPU priority.
+
+    The attack's torch threads meet at a barrier after every parallel op, so a thread that a worker preempts
+    stalls the whole step; on a machine with no spare core, overlapping decoding at equal priority cost more
+    than decoding did (PGD-10 on 224 px, 2 cores: 0.71x the in-memory rate). At the lowest priority a worker
+    takes only the time the attack leaves idle, and when its batch is late the main process waits for it with
+    the cores free, which is no worse than decoding in the main process.
+    """
+    try:
+        os.nice(19)
+    except OSError:  # not permitted (some containers): decoding then runs at the normal priority
+        pass
+
+
 def _same(item: Batch) -> Batch:
     """The DataLoader's collate: each item already is a whole batch (module level: workers pickle it)."""
     return item
@@ -313,23 +328,40 @@ class _BatchReader(torch.utils.data.Dataset):
         return -(-len(self.data) // self.batch_size)
 
     def __getitem__(self, i: int) -> Batch:
-        d = self.data
-        xs, keep, digests = [], [], []
-        bad: list[tuple[str, str]] = []
-        for j in range(i * self.batch_size, min(len(d), (i + 1) * self.batch_size)):
-            img, why = d.load(j)
-            if img is None:
-                bad.append((d.files[j], why))
-                continue
-            xs.append(img)
-            keep.append(j)
-            digests.append(hashlib.sha256(img.numpy().tobytes()).digest())
-        x = torch.stack(xs) if xs else torch.empty(0, *d.image_shape, dtype=torch.uint8)
-        pos = torch.tensor(keep, dtype=torch.int64)
-        batch = Batch(i, x, d.labels[pos], pos, b"".join(digests), tuple(bad))
-        del xs
-        release_freed_memory()  # the decoded and resized images' buffers (a worker decodes for the whole run)
-        return batch
+        return _read_batch(self.data, i, range(i * self.batch_size, min(len(self.data), (i + 1) * self.batch_size)))
+
+
+class _IndexReader(torch.utils.data.Dataset):
+    """Item ``i`` is the files ``batches[i]`` of a :class:`StreamDataset` (any indices, in that order)."""
+
+    def __init__(self, data: StreamDataset, batches: list[torch.Tensor]):
+        self.data, self.batches = data, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        return _read_batch(self.data, i, self.batches[i].tolist())
+
+
+def _read_batch(d: StreamDataset, i: int, indices: Iterable[int]) -> Batch:
+    """Decode the files ``indices`` of ``d`` as batch ``i`` (the one decode path of both readers)."""
+    xs, keep, digests = [], [], []
+    bad: list[tuple[str, str]] = []
+    for j in indices:
+        img, why = d.load(j)
+        if img is None:
+            bad.append((d.files[j], why))
+            continue
+        xs.append(img)
+        keep.append(j)
+        digests.append(hashlib.sha256(img.numpy().tobytes()).digest())
+    x = torch.stack(xs) if xs else torch.empty(0, *d.image_shape, dtype=torch.uint8)
+    pos = torch.tensor(keep, dtype=torch.int64)
+    batch = Batch(i, x, d.labels[pos], pos, b"".join(digests), tuple(bad))
+    del xs
+    release_freed_memory()  # the decoded and resized images' buffers (a worker decodes for the whole run)
+    return batch
 
 
 def iter_batches(data: ArrayDataset | StreamDataset, batch_size: int, *, rank: int = 0, world: int = 1,
@@ -361,7 +393,34 @@ def iter_batches(data: ArrayDataset | StreamDataset, batch_size: int, *, rank: i
     workers = data.num_workers if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(_BatchReader(data, batch_size), batch_size=None, sampler=mine,
                                          num_workers=workers, collate_fn=cast(Any, _same), pin_memory=pin_memory,
+                                         worker_init_fn=_decode_worker_init,
                                          prefetch_factor=2 if workers else None)
+    yield from loader
+
+
+def iter_index_batches(data: StreamDataset, batches: list[torch.Tensor], *, num_workers: int | None = None,
+                       pin_memory: bool = False) -> Iterator[Batch]:
+    """The files ``batches[i]`` of ``data``, batch after batch, decoded ahead by DataLoader workers (a training
+    epoch's shuffled order: the caller draws the order, this only reads it).
+
+    Args:
+        data: streamed data.
+        batches: int64 file indices per batch (any order, any sizes).
+        num_workers: decoding processes; ``None``: the dataset's own ``num_workers``.
+        pin_memory: pin the batches (for a CUDA consumer).
+
+    Yields:
+        :class:`Batch` es, ``batch_index`` counting from 0; ``positions`` are the indices read, ``bad`` the
+        files of the batch that could not be read (left out of ``x`` and ``y``).
+    """
+    workers = data.num_workers if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(_IndexReader(data, batches), batch_size=None, shuffle=False,
+                                         num_workers=workers if batches else 0, collate_fn=cast(Any, _same),
+                                         pin_memory=pin_memory, worker_init_fn=_decode_worker_init,
+                                         prefetch_factor=2 if workers and batches else None,
+                                         # its own stream for the workers' seeds (decoding draws nothing):
+                                         # the global one, which the caller's training draws from, stays as it was
+                                         generator=torch.Generator())
     yield from loader
 
 

@@ -5,24 +5,31 @@ Real images come from any dataset spec (their labels are ignored); fakes from ge
 source already labelled 0 real / 1 fake (the shared faces). Classes are balanced, several fake sources
 share the fake class equally, and ``debias_jpeg`` passes both classes through the same JPEG round trip
 so a detector cannot separate them by file format alone (the shared faces are PNG real vs JPEG fake).
+
+Sources given as ``imagefolder:PATH`` or ``csv:FILE`` are listed, never read whole: their images are selected by
+index and decoded (at ``size``, as timm's eval transform crops) only when a batch needs them. With ``stream=True``
+the training split stays on disk (:class:`RealFakeStream`, read in the trainer's DataLoader workers); val and
+test, which the evaluation holds anyway, are decoded into memory. Generated and ``.npz`` fakes are in memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import cv2
 import numpy as np
 import torch
 
 from advkit.data import transforms
-from advkit.data.core import ArrayDataset, load_dataset, read_npz, to_nchw_uint8
+from advkit.data.core import ArrayDataset, open_dataset, read_npz, to_nchw_uint8
+from advkit.data.stream import StreamDataset, bad_files_error, iter_batches
 from advkit.errors import AdvkitError
 
 if TYPE_CHECKING:
@@ -51,6 +58,9 @@ class RealFakeConfig:
     channels: int | None = None      # 1 or 3; None: 3 when any source is RGB (gray is repeated), else 1
     debias_jpeg: int | None = None   # JPEG quality applied to BOTH classes (format debiasing); None: off
     gen_batch_size: int = 500        # z batch size (the z stream matches `advkit generate` with the same size)
+    # imagefolder:/csv: sources only (read lazily, as advkit eval's data section)
+    skip_bad: bool = False           # leave unreadable image files out (a warning) instead of failing
+    num_workers: int = 2             # DataLoader processes decoding ahead (0: in the main process)
 
     def __post_init__(self) -> None:
         if isinstance(self.fakes, str):
@@ -72,20 +82,26 @@ class RealFakeConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
                 raise AdvkitError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise AdvkitError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
         if self.channels not in (None, 1, 3):
             raise AdvkitError(f"channels must be 1 or 3, got {self.channels!r}")
         if self.debias_jpeg is not None:
             transforms._check_quality(self.debias_jpeg)
 
 
+# a source's images: in memory (uint8 [N,C,H,W]) or files listed, decoded when read
+Images = Union[torch.Tensor, StreamDataset]
+
+
 @dataclass
 class _Pool:
     """The images one source offers for one pool (``train`` or ``test``); ``images`` None = a generator."""
 
-    images: torch.Tensor | None
+    images: Images | None
     index: torch.Tensor | None  # position of each image in the loaded source
 
-    def loaded(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def loaded(self) -> tuple[Images, torch.Tensor]:
         """``(images, index)``, once there are images (a generator's pool has them after generating)."""
         if self.images is None or self.index is None:
             raise RuntimeError("a generator's pool was read before its images were generated")
@@ -116,8 +132,10 @@ def _generator_path(spec: str) -> Path | None:
     return None
 
 
-def _load_images(spec: str, split: str, root: str | os.PathLike | None) -> ArrayDataset:
-    """A dataset spec, or a bare ``.npz`` path whose array ``x`` (or ``x_<split>``) is all that is needed."""
+def _load_images(spec: str, split: str, root: str | os.PathLike | None,
+                 cfg: RealFakeConfig = RealFakeConfig()) -> ArrayDataset | StreamDataset:
+    """A dataset spec, or a bare ``.npz`` path whose array ``x`` (or ``x_<split>``) is all that is needed;
+    ``imagefolder:``/``csv:`` specs listed only, at ``cfg.size`` (else 224)."""
     if spec.endswith(".npz") and ":" not in spec.split("/")[0]:
         path = Path(spec).expanduser()
         z = read_npz(path)
@@ -126,31 +144,51 @@ def _load_images(spec: str, split: str, root: str | os.PathLike | None) -> Array
             raise AdvkitError(f"{path}: needs an image array 'x' (or 'x_{split}'); has {', '.join(sorted(z))}")
         x = to_nchw_uint8(z[key], str(path))
         return ArrayDataset(x, torch.zeros(len(x), dtype=torch.int64), ["images"], spec, source=str(path))
-    return load_dataset(spec, split, root=root)
+    return open_dataset(spec, split, root=root, skip_bad=cfg.skip_bad, num_workers=cfg.num_workers,
+                        input_size=cfg.size)
 
 
-def _load_pools(spec: str, pools: tuple[str, ...], root: str | os.PathLike | None) -> dict[str, ArrayDataset]:
-    out = {p: _load_images(_with_split(spec, p), p, root) for p in pools}
+def _same_images(a: ArrayDataset | StreamDataset, b: ArrayDataset | StreamDataset) -> bool:
+    if isinstance(a, StreamDataset) or isinstance(b, StreamDataset):
+        return isinstance(a, StreamDataset) and isinstance(b, StreamDataset) and a.files == b.files
+    return a.images.shape == b.images.shape and torch.equal(a.images, b.images)
+
+
+def _images(ds: ArrayDataset | StreamDataset) -> Images:
+    return ds if isinstance(ds, StreamDataset) else ds.images
+
+
+def _take(images: Images, idx: torch.Tensor) -> Images:
+    """The images ``idx`` (listed files stay unread)."""
+    if isinstance(images, StreamDataset):
+        return dataclasses.replace(images, files=[images.files[i] for i in idx.tolist()], labels=images.labels[idx])
+    return images[idx]
+
+
+def _load_pools(spec: str, pools: tuple[str, ...], root: str | os.PathLike | None,
+                cfg: RealFakeConfig) -> dict[str, ArrayDataset | StreamDataset]:
+    out = {p: _load_images(_with_split(spec, p), p, root, cfg) for p in pools}
     if len(pools) == 2 and "{split}" not in spec:
-        a, b = out["train"].images, out["test"].images
-        if a.shape == b.shape and torch.equal(a, b):
+        if _same_images(out["train"], out["test"]):
             raise AdvkitError(f"{spec}: has no separate test split; use split='fractions' or a {{split}} "
                               f"placeholder in the spec")
     return out
 
 
-def _plain_source(spec: str, label: int, pools: tuple[str, ...], root: str | os.PathLike | None) -> _Source:
-    data = _load_pools(spec, pools, root)
+def _plain_source(spec: str, label: int, pools: tuple[str, ...], root: str | os.PathLike | None,
+                  cfg: RealFakeConfig) -> _Source:
+    data = _load_pools(spec, pools, root, cfg)
     for p, ds in data.items():
         if len(ds) == 0:
             raise AdvkitError(f"{_with_split(spec, p)}: empty source (no images)")
     shape = next(iter(data.values())).image_shape
     return _Source("real" if label == 0 else spec, spec, label, shape,
-                   {p: _Pool(ds.images, torch.arange(len(ds))) for p, ds in data.items()})
+                   {p: _Pool(_images(ds), torch.arange(len(ds))) for p, ds in data.items()})
 
 
-def _labelled_sources(spec: str, pools: tuple[str, ...], root: str | os.PathLike | None) -> list[_Source]:
-    data = _load_pools(spec, pools, root)
+def _labelled_sources(spec: str, pools: tuple[str, ...], root: str | os.PathLike | None,
+                      cfg: RealFakeConfig) -> list[_Source]:
+    data = _load_pools(spec, pools, root, cfg)
     for p, ds in data.items():
         names = [c.lower() for c in ds.classes]
         if names[:2] == ["fake", "real"]:
@@ -167,7 +205,7 @@ def _labelled_sources(spec: str, pools: tuple[str, ...], root: str | os.PathLike
             if len(idx) == 0:
                 raise AdvkitError(f"{_with_split(spec, p)}: empty source: no images labelled {label} "
                                   f"({CLASSES[label]})")
-            got[p] = _Pool(ds.images[idx], idx)
+            got[p] = _Pool(_take(_images(ds), idx), idx)
         out.append(_Source("real" if label == 0 else spec, spec, label,
                            next(iter(data.values())).image_shape, got))
     return out
@@ -224,6 +262,131 @@ def _conform(images: torch.Tensor, c: int, h: int, w: int) -> torch.Tensor:
     return torch.stack(out) if out else torch.zeros(0, c, h, w, dtype=torch.uint8)
 
 
+@dataclass
+class _Mixed:
+    """Conformed images of several sources, in sample order: rows of ``memory`` and files of ``streams`` (those
+    decoded, conformed and debiased when read). ``src[i]`` is -1 for ``memory[pos[i]]``, else ``k`` for file
+    ``pos[i]`` of ``streams[k]``."""
+
+    memory: torch.Tensor             # uint8 [M, c, h, w], conformed and debiased
+    streams: list[StreamDataset]
+    src: torch.Tensor                # int64 [N]
+    pos: torch.Tensor                # int64 [N]
+
+    @staticmethod
+    def of(images: Images) -> _Mixed:
+        n = len(images)
+        if isinstance(images, StreamDataset):
+            return _Mixed(torch.zeros(0, dtype=torch.uint8), [images], torch.zeros(n, dtype=torch.int64),
+                          torch.arange(n))
+        return _Mixed(images, [], torch.full((n,), -1, dtype=torch.int64), torch.arange(n))
+
+    @staticmethod
+    def cat(parts: list[_Mixed], shape: tuple[int, int, int]) -> _Mixed:
+        """The parts one after another; only the memory rows they use are copied."""
+        mems, src, pos, rows = [], [], [], 0
+        streams: list[StreamDataset] = []
+        for p in parts:
+            mine = p.src < 0
+            m = int(mine.sum())
+            if m:
+                mems.append(p.memory[p.pos[mine]])
+            q = p.pos.clone()
+            q[mine] = torch.arange(rows, rows + m)
+            src.append(torch.where(mine, p.src, p.src + len(streams)))
+            pos.append(q)
+            rows += m
+            streams += p.streams
+        memory = torch.cat(mems) if mems else torch.zeros(0, *shape, dtype=torch.uint8)
+        return _Mixed(memory, streams, torch.cat(src) if src else torch.zeros(0, dtype=torch.int64),
+                      torch.cat(pos) if pos else torch.zeros(0, dtype=torch.int64))
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, idx: slice | torch.Tensor) -> _Mixed:
+        return _Mixed(self.memory, self.streams, self.src[idx], self.pos[idx])
+
+    def in_memory(self) -> torch.Tensor | None:
+        """All the images as uint8 [N, c, h, w] when none is on disk, else None."""
+        return self.memory[self.pos] if bool((self.src < 0).all()) else None
+
+
+@dataclass
+class RealFakeStream(StreamDataset):
+    """A real/fake split whose ``imagefolder:``/``csv:`` images stay on disk: sample ``i`` is a file decoded,
+    brought to ``shape`` and JPEG round-tripped (``debias_jpeg``) when read, or an image held in memory
+    (generated and ``.npz`` fakes). The trainer reads it batch by batch as any :class:`StreamDataset`.
+
+    Attributes (besides :class:`StreamDataset`'s; ``files[i]`` names an in-memory sample by its source):
+        mixed: where each sample is.
+        shape: ``(C, H, W)`` of every sample.
+        debias_jpeg: the JPEG quality applied to decoded files (in-memory ones already have it), or None.
+    """
+
+    mixed: _Mixed = field(default_factory=lambda: _Mixed.of(torch.zeros(0, 1, 1, 1, dtype=torch.uint8)))
+    shape: tuple[int, int, int] = (3, 1, 1)
+    debias_jpeg: int | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``."""
+        return self.shape
+
+    def load(self, i: int) -> tuple[torch.Tensor | None, str]:
+        """Sample ``i`` as uint8 ``[C, H, W]``, or ``(None, reason)`` for a file that cannot be read."""
+        k, p = int(self.mixed.src[i]), int(self.mixed.pos[i])
+        if k < 0:
+            return self.mixed.memory[p], ""
+        img, why = self.mixed.streams[k].load(p)
+        if img is None:
+            return None, why
+        img = _conform(img[None], *self.shape)
+        if self.debias_jpeg is not None:
+            img = transforms.jpeg(img, self.debias_jpeg)
+        return img[0], ""
+
+    def subset(self, n: int | None, offset: int = 0) -> RealFakeStream:
+        """The samples ``offset`` .. ``offset + n`` (nothing is read); per-sample ``meta`` cut to match."""
+        end = len(self) if n is None else min(len(self), offset + n)
+        meta = {k: v[offset:end] if isinstance(v, list) and len(v) == len(self) else v for k, v in self.meta.items()}
+        return dataclasses.replace(self, files=self.files[offset:end], labels=self.labels[offset:end],
+                                   mixed=self.mixed[offset:end], meta=meta)
+
+
+def _read_all(ds: RealFakeStream, per_sample: dict[str, list]) -> tuple[ArrayDataset, list[tuple[str, str]]]:
+    """``ds`` decoded into memory (in its DataLoader workers), unreadable files left out of the images, the
+    labels and the per-sample lists; returns the dataset and those files."""
+    xs, keep = [], []
+    bad: list[tuple[str, str]] = []
+    for b in iter_batches(ds, 256):
+        xs.append(b.x)
+        keep += b.positions.tolist()
+        bad += b.bad
+    x = torch.cat(xs) if xs else torch.zeros(0, *ds.shape, dtype=torch.uint8)
+    meta = {k: [v[i] for i in keep] for k, v in per_sample.items()}
+    return ArrayDataset(x, ds.labels[torch.tensor(keep, dtype=torch.int64)], list(ds.classes), ds.name,
+                        source=ds.source, meta=meta), bad
+
+
+def _stream_stats(ds: RealFakeStream) -> tuple[tuple[float, ...], tuple[float, ...], list[tuple[str, str]]]:
+    """Per-channel mean and (unbiased) std of ``ds``'s images in [0,1], from one pass in float64 sums (no image
+    kept), and the unreadable files it met."""
+    c = ds.shape[0]
+    s1, s2, n = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    bad: list[tuple[str, str]] = []
+    for b in iter_batches(ds, 256):
+        x = b.x.double().div_(255)
+        s1 += x.sum(dim=(0, 2, 3))
+        s2 += x.square().sum(dim=(0, 2, 3))
+        n += x.numel() // c
+        bad += b.bad
+    mean = s1 / max(n, 1)
+    var = (s2 - n * mean.square()) / max(n - 1, 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist()), bad
+
+
 def _target_shape(cfg: RealFakeConfig, sources: list[_Source]) -> tuple[int, int, int]:
     c = cfg.channels or (3 if any(s.shape[0] == 3 for s in sources) else 1)
     if cfg.size is not None:
@@ -252,7 +415,14 @@ def _pool_quotas(pool: str, sources: list[_Source], n_per_class: int | None) -> 
     return quotas
 
 
-def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -> dict[str, ArrayDataset]:
+@overload
+def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None, *,
+                   stream: Literal[False] = False) -> dict[str, ArrayDataset]: ...
+@overload
+def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None, *,
+                   stream: bool) -> dict[str, ArrayDataset | RealFakeStream]: ...
+def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None, *, stream: bool = False
+                   ) -> dict[str, Any]:
     """Balanced ``train``/``val``/``test`` real-vs-fake sets (classes ``["real", "fake"]``).
 
     Per pool (``split="fractions"``: one pool from each source's train split, cut by ``val_frac`` and
@@ -264,9 +434,15 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
     sources), ``source``/``source_split``/``source_index`` (where each sample came from: the dataset spec,
     its split and the index in it; for a generator the position in its z stream), and ``config``.
 
+    ``imagefolder:``/``csv:`` sources are selected by index and only the chosen files are decoded (in
+    ``cfg.num_workers`` processes, at ``size``); unreadable ones are fatal with their list, or left out with
+    ``cfg.skip_bad`` (then their class holds fewer samples).
+
     Args:
         cfg: the sources and how to balance, split and conform them.
         root: where named datasets are (see :func:`advkit.data.data_roots`).
+        stream: leave the training split's files on disk (a :class:`RealFakeStream`, when it has any; its
+            statistics come from one decoding pass that keeps no image).
 
     Returns:
         ``{"train", "val", "test"}`` datasets; their ``mean``/``std`` are the training images' per-channel
@@ -274,7 +450,7 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
 
     Raises:
         AdvkitError: no real or no fake source, a source that cannot be loaded, sources that cannot be
-            brought to one shape, or a pool that cannot be balanced.
+            brought to one shape, a pool that cannot be balanced, or unreadable files (without ``skip_bad``).
     """
     from advkit.config import to_dict
 
@@ -285,13 +461,13 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
     pools = ("train",) if cfg.split == "fractions" else ("train", "test")
     sources: list[_Source] = []
     if cfg.real is not None:
-        sources.append(_plain_source(cfg.real, 0, pools, root))
+        sources.append(_plain_source(cfg.real, 0, pools, root, cfg))
     if cfg.labelled is not None:
-        sources += _labelled_sources(cfg.labelled, pools, root)
+        sources += _labelled_sources(cfg.labelled, pools, root, cfg)
     for spec in cfg.fakes:
         gpath = _generator_path(spec)
         sources.append(_generator_source(spec, gpath, pools) if gpath is not None
-                       else _plain_source(spec, 1, pools, root))
+                       else _plain_source(spec, 1, pools, root, cfg))
     c, h, w = _target_shape(cfg, sources)
     rng = np.random.default_rng(cfg.seed)
 
@@ -311,16 +487,19 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
             (images, index), q = s.pools[p].loaded(), quotas[p][i]
             pick = torch.from_numpy(rng.permutation(len(images))[:q]) if s.generator is None \
                 else torch.arange(q)
-            imgs = _conform(images[pick], c, h, w)
-            if cfg.debias_jpeg is not None:
-                imgs = transforms.jpeg(imgs, cfg.debias_jpeg)
+            chosen = _take(images, pick)
+            if isinstance(chosen, StreamDataset):  # conformed and debiased when decoded (RealFakeStream.load)
+                imgs = _Mixed.of(chosen)
+            else:
+                chosen = _conform(chosen, c, h, w)
+                imgs = _Mixed.of(transforms.jpeg(chosen, cfg.debias_jpeg) if cfg.debias_jpeg is not None else chosen)
             spec = _with_split(s.spec, p) if s.generator is None else s.spec
             parts[(p, s.label)].append((imgs, [s.name] * q, [spec] * q, [p] * q, index[pick].tolist()))
 
-    def gather(p: str, k: int) -> tuple[torch.Tensor, list[str], list[str], list[str], list[int]]:
+    def gather(p: str, k: int) -> tuple[_Mixed, list[str], list[str], list[str], list[int]]:
         chunks = parts[(p, k)]
         order = torch.from_numpy(rng.permutation(sum(len(ch[0]) for ch in chunks)))
-        imgs = torch.cat([ch[0] for ch in chunks])[order]
+        imgs = _Mixed.cat([ch[0] for ch in chunks], (c, h, w))[order]
         cols = [[v for ch in chunks for v in ch[j]] for j in range(1, 5)]
         return (imgs, *[[col[o] for o in order.tolist()] for col in cols])  # type: ignore[return-value]
 
@@ -339,23 +518,50 @@ def build_realfake(cfg: RealFakeConfig, root: str | os.PathLike | None = None) -
 
     generators = [s.name for s in sources if s.label == 1]
     config = to_dict(cfg)
-    out: dict[str, ArrayDataset] = {}
+    out: dict[str, ArrayDataset | RealFakeStream] = {}
+    bad: list[tuple[str, str]] = []
     for sp in SPLITS:
-        imgs = torch.cat([pc[0] for pc in pieces[sp]])
+        imgs = _Mixed.cat([pc[0] for pc in pieces[sp]], (c, h, w))
         labels = torch.cat([torch.full((len(pc[0]),), pc[-1], dtype=torch.int64) for pc in pieces[sp]])
         cols = [[v for pc in pieces[sp] for v in pc[j]] for j in range(1, 5)]
         order = torch.from_numpy(rng.permutation(len(imgs)))
-        meta: dict[str, Any] = {key: [col[o] for o in order.tolist()]
-                                for key, col in zip(("generator", "source", "source_split", "source_index"), cols)}
-        meta.update(generators=generators, config=config, split=sp)
-        out[sp] = ArrayDataset(imgs[order], labels[order], list(CLASSES), f"realfake:{sp}",
-                               source=cfg.labelled or cfg.real or "", meta=meta)
-    if len(out["train"]):
-        x = out["train"].images.float().div_(255)
+        per_sample = {key: [col[o] for o in order.tolist()]
+                      for key, col in zip(("generator", "source", "source_split", "source_index"), cols)}
+        whole = {"generators": generators, "config": config, "split": sp}
+        name, source = f"realfake:{sp}", cfg.labelled or cfg.real or ""
+        mixed = imgs[order]
+        in_memory = mixed.in_memory()
+        if in_memory is not None:
+            out[sp] = ArrayDataset(in_memory, labels[order], list(CLASSES), name, source=source,
+                                   meta={**per_sample, **whole})
+            continue
+        files = [mixed.streams[int(k)].files[int(p)] if k >= 0 else f"{g}#{i}" for k, p, g, i in
+                 zip(mixed.src.tolist(), mixed.pos.tolist(), per_sample["source"], per_sample["source_index"])]
+        lazy = RealFakeStream(files, labels[order], list(CLASSES), name, source, image_size=h,
+                              skip_bad=cfg.skip_bad, num_workers=cfg.num_workers, meta={**per_sample, **whole},
+                              mixed=mixed, shape=(c, h, w), debias_jpeg=cfg.debias_jpeg)
+        if stream and sp == "train":
+            out[sp] = lazy
+            continue
+        ds, missed = _read_all(lazy, per_sample)
+        ds.meta.update(whole)
+        out[sp], bad = ds, bad + missed
+    train_set = out["train"]
+    if isinstance(train_set, RealFakeStream):
+        mean, std, missed = _stream_stats(train_set)  # also finds the training split's unreadable files up front
+        bad += missed
+    elif len(train_set):
+        x = train_set.images.float().div_(255)
         mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
         std = tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
-        for ds in out.values():
-            ds.mean, ds.std = mean, std
+    if bad and not cfg.skip_bad:
+        raise bad_files_error(sorted(bad), data_name(cfg))
+    if bad:
+        log.warning("real/fake: left out %d unreadable file(s): %s", len(bad),
+                    ", ".join(p for p, _ in sorted(bad)[:3]) + (", ..." if len(bad) > 3 else ""))
+    if len(train_set):
+        for d in out.values():
+            d.mean, d.std = mean, std
     log.info("real/fake: %s", ", ".join(f"{sp} {len(ds)}" for sp, ds in out.items()))
     return out
 

@@ -10,17 +10,17 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import yaml
 from torch import nn
 
 from advkit.config import to_dict, to_yaml
-from advkit.data import ArrayDataset
+from advkit.data import ArrayDataset, StreamDataset
 from advkit.data.transforms import Augment
 from advkit.detect.config import DetectorConfig
-from advkit.detect.data import RealFakeConfig, build_realfake, data_name
+from advkit.detect.data import RealFakeConfig, RealFakeStream, build_realfake, data_name
 from advkit.detect.evaluate import evaluate_detector
 from advkit.detect.report import data_info, detection_report, detector_entry
 from advkit.errors import AdvkitError
@@ -36,6 +36,9 @@ REPORT = "detect_report.json"
 CONFIG = "detector.yaml"
 # sections that must not change between a run and its resumption (train.* is checked by the trainer)
 FIXED_ON_RESUME = ("data", "augment")
+# keys of data that may: decoding processes change nothing; skip_bad neither, as a run that met an unreadable
+# file without it stopped before training (build_realfake reads the training split once first)
+RESUMABLE_DATA = ("num_workers", "skip_bad")
 
 
 def augment_batch(aug: Augment) -> BatchTransform | None:
@@ -58,7 +61,8 @@ def augment_batch(aug: Augment) -> BatchTransform | None:
     return transform
 
 
-def data_summary(sets: dict[str, ArrayDataset], cfg: RealFakeConfig) -> dict:
+def data_summary(sets: dict[str, ArrayDataset] | dict[str, ArrayDataset | RealFakeStream], cfg: RealFakeConfig
+                 ) -> dict:
     """What a detector report says about its data.
 
     Args:
@@ -86,6 +90,9 @@ def _check_resume(out: Path, cfg: DetectorConfig) -> None:
         return
     before = yaml.safe_load(path.read_text()) or {}
     now = to_dict(cfg)
+    for d in (before, now):
+        for k in RESUMABLE_DATA:
+            (d.get("data") or {}).pop(k, None)
     diff = [k for k in FIXED_ON_RESUME if before.get(k) != now[k]]
     if diff:
         raise AdvkitError(f"cannot resume {out}: it was trained with other {' and '.join(diff)} settings "
@@ -105,7 +112,7 @@ def member_dir(out: Path, k: int) -> Path:
     return out / f"member{k}"
 
 
-def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayDataset, ArrayDataset],
+def _train_members(cfg: DetectorConfig, out: Path | None, datasets: tuple[ArrayDataset | StreamDataset, ArrayDataset],
                    progress: bool, resume: bool, on_epoch) -> tuple[nn.Module, dict]:
     """One trainer run, or with ``cfg.ensemble`` > 1 one per member (seed ``train.seed + k``, outputs in
     ``OUT/memberK``, each resumable) and their logit average saved as ``OUT/model.safetensors``. The
@@ -164,7 +171,9 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume:
         _check_resume(out, cfg)
-    sets = build_realfake(cfg.data, root=cfg.data_root)
+    # imagefolder:/csv: images of the training split stay on disk, read per batch by the trainer's workers
+    sets = build_realfake(cfg.data, root=cfg.data_root, stream=True)
+    val, test = cast(ArrayDataset, sets["val"]), cast(ArrayDataset, sets["test"])  # (only train streams)
     for sp, hint in (("val", "data.val_frac"), ("test", "data.test_frac")):
         ds = sets[sp]
         if len(ds) == 0 or not 0 < int(ds.labels.sum()) < len(ds):
@@ -173,17 +182,17 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None, *, pr
     train = dataclasses.replace(sets["train"], name=data_name(cfg.data))
     if out is not None:
         atomic_write_text(out / CONFIG, to_yaml(cfg))
-    model, metrics = _train_members(cfg, out, (train, sets["val"]), progress, resume, on_epoch)
+    model, metrics = _train_members(cfg, out, (train, val), progress, resume, on_epoch)
     if not is_main_process():  # under torchrun, rank 0 evaluates and reports
         return model, {"training": metrics}
     device = next(model.parameters()).device
     t0 = time.perf_counter()
-    evaluation = evaluate_detector(model, sets["test"], sets["val"], cfg.evaluation, device, seed=cfg.train.seed,
+    evaluation = evaluate_detector(model, test, val, cfg.evaluation, device, seed=cfg.train.seed,
                                    batch_size=cfg.train.eval_batch_size)
     model_file = str(out / RUN_CHECKPOINT) if out is not None else None
     source = model_file or cfg.train.model.name
     config = to_dict(cfg)
-    harness = detection_report(config=config, data=data_info(train.name, sets["test"]),
+    harness = detection_report(config=config, data=data_info(train.name, test),
                                models=[detector_entry(out.name if out is not None else "detector", source,
                                                       evaluation)],
                                gates=cfg.gates, device=device, total_s=time.perf_counter() - t0)

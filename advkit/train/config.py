@@ -11,12 +11,28 @@ from typing import Any
 class DataConfig:
     """The training data: a dataset spec and where it is; the test split is evaluated."""
 
-    dataset: str = "mnist"          # a registered name, npz:PATH or folder:PATH
+    dataset: str = "mnist"          # a registered name, npz:PATH, folder:PATH; imagefolder:PATH or csv:FILE stream
     root: str | None = None         # --data-root; else ADVKIT_DATA; else ./datasets
     download: bool = False          # let torchvision download a named dataset
     train_limit: int | None = None  # use only the first N training images (smoke runs)
     test_limit: int | None = None
     augment: bool = False           # random crop (pad 4) + horizontal flip, on the batch (CIFAR recipes)
+    # streamed sets (imagefolder:PATH, csv:FILE) only, as advkit eval's data section
+    skip_bad: bool = False          # leave unreadable image files out (a warning per epoch) instead of failing
+    num_workers: int = 2            # DataLoader processes decoding the next batches while a step runs (0: none)
+    input_size: int | None = None   # crop side the model is built for; null: 224 (timm's default)
+    crop_pct: float | None = None   # resize the shorter side to input_size / crop_pct; null: 0.875
+    interpolation: str | None = None  # bilinear or bicubic; null: bilinear
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.input_size is not None and self.input_size < 1:
+            raise ValueError(f"data.input_size must be >= 1 (or null for 224), got {self.input_size}")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ValueError(f"data.crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.interpolation not in (None, "bilinear", "bicubic"):
+            raise ValueError(f"data.interpolation must be bilinear or bicubic, got {self.interpolation!r}")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from torch import nn
 
 from advkit.attacks import pgd
 from advkit.config import to_dict
-from advkit.data import ArrayDataset, load_dataset
+from advkit.data import ArrayDataset, Batch, StreamDataset, bad_files_error, open_dataset
+from advkit.data.stream import iter_index_batches
 from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
 from advkit.runtime import faults
@@ -49,7 +50,9 @@ BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 log = logging.getLogger(__name__)
 ONE_STEP = ("fgsm", "fgsm_rs")
 # keys that may change between a run and its resumption
-RESUMABLE_CHANGES = {"device", "data.root", "tensorboard", "eval_batch_size"}
+# (data.skip_bad: a run that completed an epoch without it met no unreadable file, so turning it on to resume
+# a run stopped by one changes nothing that was trained)
+RESUMABLE_CHANGES = {"device", "data.root", "tensorboard", "eval_batch_size", "data.num_workers", "data.skip_bad"}
 
 
 @torch.no_grad()
@@ -107,7 +110,7 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
 
 
-def build_model(cfg: TrainConfig, data: ArrayDataset) -> Normalized:
+def build_model(cfg: TrainConfig, data: ArrayDataset | StreamDataset) -> Normalized:
     """The model ``cfg.model`` names, shaped for ``data`` (classes, channels, size) and freshly initialised.
 
     Args:
@@ -193,7 +196,7 @@ def load_init(model: Normalized, path: str | Path, *, new_head: bool = False) ->
 
 def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, progress: bool = False,
                      resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
-                     datasets: tuple[ArrayDataset, ArrayDataset] | None = None,
+                     datasets: tuple[ArrayDataset | StreamDataset, ArrayDataset] | None = None,
                      batch_transform: BatchTransform | None = None, kind: str = "classifier"
                      ) -> tuple[Normalized, dict]:
     """Train a classifier per ``cfg`` (clean or adversarial, one process or under torchrun).
@@ -211,7 +214,8 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path | None = None, *, pro
         on_epoch: called on rank 0 with each epoch's metrics.
         datasets: ``(train, eval)`` instead of loading ``cfg.data`` (only ``data.augment`` still applies;
             the checkpoints' ``dataset`` is ``train.name``): a hook for trainers built on this one (the
-            detector trainer).
+            detector trainer). A :class:`advkit.data.StreamDataset` ``train`` is read batch by batch (its own
+            ``num_workers`` and ``skip_bad``), as ``imagefolder:``/``csv:`` data are.
         batch_transform: ``(x, generator) -> x`` applied to every training batch (float [0,1], on the CPU,
             before the move to the device). Its generator is seeded from ``cfg.seed`` and saved in
             ``last.ckpt``, so a resumed run draws what an uninterrupted one would.
@@ -249,7 +253,7 @@ class _Run:
     draws the same numbers every time."""
 
     def __init__(self, cfg: TrainConfig, *, out_dir: str | Path | None, resume: bool, device: torch.device,
-                 d: Dist, datasets: tuple[ArrayDataset, ArrayDataset] | None,
+                 d: Dist, datasets: tuple[ArrayDataset | StreamDataset, ArrayDataset] | None,
                  batch_transform: BatchTransform | None, kind: str = "classifier"):
         self.kind = kind
         self.cfg, self.o, self.device, self.d, self.batch_transform = cfg, cfg.objective, device, d, batch_transform
@@ -278,20 +282,34 @@ class _Run:
 
     # ------------------------------------------------------------------ set-up
 
-    def _load_data(self, datasets: tuple[ArrayDataset, ArrayDataset] | None) -> None:
+    def _load_data(self, datasets: tuple[ArrayDataset | StreamDataset, ArrayDataset] | None) -> None:
         cfg, o = self.cfg, self.o
+        self.train_all: ArrayDataset | StreamDataset
         if datasets is not None:
             self.train_all, self.test = datasets
             self.data_name = self.train_all.name
         else:
-            train_all = load_dataset(cfg.data.dataset, "train", root=cfg.data.root, download=cfg.data.download)
-            test = load_dataset(cfg.data.dataset, "test", root=cfg.data.root, download=cfg.data.download)
-            self.train_all, self.test = train_all.subset(cfg.data.train_limit), test.subset(cfg.data.test_limit)
+            dc = cfg.data
+            train_all, test = (open_dataset(dc.dataset, split, root=dc.root, download=dc.download,
+                                            skip_bad=dc.skip_bad, num_workers=dc.num_workers,
+                                            input_size=dc.input_size, crop_pct=dc.crop_pct,
+                                            interpolation=dc.interpolation) for split in ("train", "test"))
+            self.train_all = train_all.subset(dc.train_limit)  # imagefolder:/csv: stay on disk, read per batch
+            if isinstance(test, StreamDataset):
+                # only the first eval.n test images are ever evaluated, every epoch: those are held in memory
+                limit = cfg.eval.n if dc.test_limit is None else min(cfg.eval.n, dc.test_limit)
+                test = _materialize(test.subset(limit))
+            self.test = test.subset(dc.test_limit)
             self.data_name = cfg.data.dataset
         n = len(self.train_all)
         self.guard_on = cfg.guard.enabled and o.name in ONE_STEP and o.eps > 0
         n_guard = min(cfg.guard.n, n // 5) if self.guard_on else 0  # the guard's held-out training images
         self.train_idx, self.guard_idx = torch.arange(n - n_guard), torch.arange(n - n_guard, n)
+        self.guard_data: ArrayDataset | StreamDataset = self.train_all
+        if isinstance(self.train_all, StreamDataset) and n_guard:
+            # the guard's images are read every epoch: held in memory, at most guard.n of them
+            self.guard_data = _materialize(self.train_all.subset(n_guard, offset=n - n_guard))
+            self.guard_idx = torch.arange(len(self.guard_data))
         self.eval_idx = torch.arange(min(cfg.eval.n, len(self.test)))
         self.eval_eps = o.eps if cfg.eval.eps is None else cfg.eval.eps
 
@@ -428,24 +446,63 @@ class _Run:
         sums = [0.0, 0.0, 0.0]  # loss*n, correct, n
         mid, self.mid = self.mid, None
         epoch_rng = epoch_order_state(self.shuffle_gen, mid)
-        batches = _shard(self.train_all.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
-                                                drop_last=self.drop_last, indices=self.train_idx), d)
-        step = skip_done_steps(batches, self.shuffle_gen, mid)
+        if isinstance(self.train_all, StreamDataset):
+            batches = self._streamed_batches(mid)
+            step = mid["step"] if mid is not None else 0
+        else:
+            batches = _shard(self.train_all.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
+                                                    drop_last=self.drop_last, indices=self.train_idx), d)
+            step = skip_done_steps(batches, self.shuffle_gen, mid)
         if mid is not None:
             sums = list(mid["sums"])
         bar = progress_bar(batches, total=self.steps_per_epoch - step, desc=f"epoch {epoch}/{cfg.epochs}",
                            show=progress and d.main)
         for x, y in bar:
-            for i, v in enumerate(self._step(x, y, epoch=epoch)):
-                sums[i] += v
+            if len(y):  # (a streamed batch whose files were all unreadable and skipped has nothing to train)
+                for i, v in enumerate(self._step(x, y, epoch=epoch)):
+                    sums[i] += v
             step += 1
-            bar.set_postfix(loss=f"{sums[0] / sums[2]:.4f}")
+            bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.4f}")
             faults.point(f"step:{(epoch - 1) * self.steps_per_epoch + step}")
             if self.stop.requested:
                 bar.close()
                 self._save_mid_epoch(epoch, step, sums, epoch_rng)
                 self.stop.stop()
         return d.all_sum(sums, self.device)
+
+    def _streamed_batches(self, mid: dict | None):
+        """The epoch's batches of streamed data as ``(x, y)``, decoded ahead in DataLoader workers.
+
+        The order is the in-memory one (``ArrayDataset.batches``: a permutation of ``train_idx`` from the shuffle
+        stream, drawn before the first batch), so a streamed run trains on what an in-memory run of the same
+        images would, bit for bit. A resumed epoch skips its done steps by index, without decoding them.
+        Unreadable files: with ``data.skip_bad`` left out of their batch (a warning at the epoch's end); without
+        it the training stops at the first, reading on through the epoch to list them all in one error.
+        """
+        cfg, d, data = self.cfg, self.d, cast(StreamDataset, self.train_all)
+        bs = cfg.batch_size
+        idx = self.train_idx[torch.randperm(len(self.train_idx), generator=self.shuffle_gen)]
+        stop = len(idx) - (len(idx) % bs if self.drop_last else 0)
+        order = [idx[s:s + bs] for s in range(0, stop, bs)]
+        if mid is not None:  # the order above was drawn from the interrupted epoch's state: skip what it did
+            order = order[mid["step"]:]
+            self.shuffle_gen.set_state(mid["shuffle_rng"])
+        # each rank decodes only its slice of every global batch (as _shard takes from in-memory batches)
+        mine = [b[d.rank::d.world] for b in order] if d.enabled else order
+        bad: list[tuple[str, str]] = []
+        for b in iter_index_batches(data, mine, pin_memory=self.device.type == "cuda"):
+            bad += b.bad
+            if bad and not data.skip_bad:
+                continue  # read on to list every bad file; train no more
+            if d.enabled and not len(b.y):  # the other ranks would wait for this one's gradients forever
+                raise AdvkitError(f"{data.name}: every file of a batch is unreadable; under torchrun each rank "
+                                  f"needs at least one image per step")
+            yield _float(b)
+        if bad and not data.skip_bad:
+            raise bad_files_error(sorted(bad), data.name)
+        if bad:
+            log.warning("%s: skipped %d unreadable file(s) this epoch: %s", data.name, len(bad),
+                        ", ".join(p for p, _ in sorted(bad)[:3]) + (", ..." if len(bad) > 3 else ""))
 
     def _save_mid_epoch(self, epoch: int, step: int, sums: list[float], epoch_rng: torch.Tensor) -> None:
         """``last.ckpt`` after ``step`` steps of ``epoch``: what a resumed run needs to take the next step as an
@@ -494,7 +551,8 @@ class _Run:
                                             cfg.seed + 2, self.d)
         guard_acc = None
         if self.guard_on:
-            _, guard_acc = _accuracies(model, self.train_all, self.guard_idx, self.o.eps, cfg.guard.steps, 1,
+            guard = cast(ArrayDataset, self.guard_data)  # (streamed: its materialized slice)
+            _, guard_acc = _accuracies(model, guard, self.guard_idx, self.o.eps, cfg.guard.steps, 1,
                                        cfg.eval_batch_size, self.device, self.autocast, cfg.seed + 3, self.d)
         return clean_acc, robust_acc, guard_acc
 
@@ -556,7 +614,7 @@ def _smoothed_loss(label_smoothing: float):
     return lambda logits, y: F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=label_smoothing)
 
 
-def checkpoint_metadata(cfg_dict: dict, data_name: str, data: ArrayDataset, metrics: dict) -> dict:
+def checkpoint_metadata(cfg_dict: dict, data_name: str, data: ArrayDataset | StreamDataset, metrics: dict) -> dict:
     """What a trained model's checkpoint records besides its architecture (see :func:`advkit.models.save`).
 
     Args:
@@ -595,6 +653,18 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
     bi = torch.arange(b, device=x.device)[:, None, None, None]
     ci = torch.arange(c, device=x.device)[None, :, None, None]
     return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _materialize(data: StreamDataset) -> ArrayDataset:
+    """``data`` read into memory, the global random stream left as it was (a DataLoader draws its workers' seed
+    from it, and the model's initialisation comes next: a streamed run must start as an in-memory one)."""
+    with torch.random.fork_rng(devices=[]):
+        return data.materialize()
+
+
+def _float(b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoded batch as the in-memory batches come: float images in [0,1] (the same arithmetic) and labels."""
+    return b.x.float().div_(255), b.y
 
 
 def _shard(batches, d: Dist):
