@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench._common import REPO, RESULTS, write_result
 
