@@ -19,28 +19,8 @@ from conftest import REPO
 
 REFERENCE = REPO.parent / "shared" / "reference" / "auto-attack"
 REGISTERED = ("apgd-ce", "apgd-dlr", "apgd-t")
-
-
-@pytest.fixture(scope="session")
-def robust_mnist(tmp_path_factory):
-    """A small CNN adversarially trained on MNIST at eps 0.3 (FGSM from a random start, eps ramped over two
-    epochs, 20,000 images, 3 epochs: ~98% clean, ~55% PGD-10 accuracy on the test images); eval mode."""
-    from advkit.train import DataConfig, ModelConfig, TrainConfig, train_classifier
-    from advkit.train.config import EvalConfig, GuardConfig, ObjectiveConfig, OptimConfig, ScheduleConfig
-
-    cfg = TrainConfig(data=DataConfig(root=str(REPO / "datasets"), train_limit=20000, test_limit=200),
-                      model=ModelConfig(name="small_cnn", normalize=False),
-                      objective=ObjectiveConfig(name="fgsm_rs", eps=0.3, alpha=0.375, eps_ramp=2),
-                      schedule=ScheduleConfig(name="cyclic", peak=0.4), eval=EvalConfig(n=200, steps=10),
-                      guard=GuardConfig(enabled=False), epochs=3, batch_size=100, seed=0, device="cpu",
-                      optim=OptimConfig(name="adam", lr=5e-3), tensorboard=False)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model, _ = train_classifier(cfg, tmp_path_factory.mktemp("robust_mnist"))
-    finally:
-        torch.set_num_threads(n)
-    return model.eval()
+# one intra-op thread: small batches on a shared two-core machine, where a second thread mostly waits
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,16 @@ def _eps(norm: str) -> float:
 TARGETED_ONLY = {"foolbox:GenAttack"}
 
 
+def _full_preset_slow(names: list[str]) -> list:
+    """``names`` with the full ``autoattack`` preset ``slow``: its four members (apgd-ce, apgd-t, fab-t, square)
+    are cases of their own and ``autoattack-fast`` keeps the preset path in the default run; the full preset
+    took 7-32 s a case on a loaded two-core machine."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n == "autoattack" else n for n in names]
+
+
+ATTACKS = _full_preset_slow(list_attacks())
+
+
 def _run(name, model, x, y, seed=0):
     attack = get_attack(name, **_kwargs(name))
     if name in TARGETED_ONLY:
@@ -45,7 +55,7 @@ def _run(name, model, x, y, seed=0):
                           targeted=name in TARGETED_ONLY)
 
 
-@pytest.mark.parametrize("name", list_attacks())
+@pytest.mark.parametrize("name", ATTACKS)
 def test_hygiene_for_every_registered_attack(name):
     model = tiny_cnn()
     model.net.conv1.eval()  # a mixed-mode model: each module's own flag must come back
@@ -69,7 +79,7 @@ def test_hygiene_for_every_registered_attack(name):
     assert torch.equal(x_adv, again), "same seed, different result"
 
 
-@pytest.mark.parametrize("name", list_attacks())
+@pytest.mark.parametrize("name", ATTACKS)
 def test_every_attack_runs_on_a_two_class_detector(name):
     model = tiny_cnn(num_classes=2, in_chans=3)
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(5))
@@ -374,7 +384,7 @@ def test_l2_start_radius_is_uniform_in_zero_to_eps(trained_lenet, mnist_batch):
 # ---------------------------------------------------------------- half precision, inference mode, eps checks
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-@pytest.mark.parametrize("name", list_attacks())
+@pytest.mark.parametrize("name", ATTACKS)
 def test_bound_holds_in_the_callers_half_precision(name, dtype):
     model = tiny_cnn()
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(3)).to(dtype)
@@ -388,7 +398,7 @@ def test_bound_holds_in_the_callers_half_precision(name, dtype):
     assert x_adv.min() >= 0 and x_adv.max() <= 1
 
 
-@pytest.mark.parametrize("name", [*list_attacks(include_foolbox=False), "foolbox:LinfPGD"])
+@pytest.mark.parametrize("name", _full_preset_slow([*list_attacks(include_foolbox=False), "foolbox:LinfPGD"]))
 def test_attacks_work_under_inference_mode(name):
     model = tiny_cnn()
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))

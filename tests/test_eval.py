@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from advkit.eval.checks import model_checks
 from advkit.eval.config import ChecksConfig, EvalConfig
 from advkit.eval.harness import run_eval
 from advkit.eval.suite import run_suite, summarize
-from conftest import REPO
+from conftest import REPO, run_cli
 
 DATA = str(REPO / "datasets")
 DEVICE = torch.device("cpu")
@@ -146,6 +147,7 @@ def fgsm_only_model(tmp_path_factory):
     return out / "model.safetensors"
 
 
+@pytest.mark.slow  # two epochs of FGSM training on 30,000 images
 def test_fgsm_only_model_trips_a_sanity_check(fgsm_only_model):
     cfg = cfg_for(fgsm_only_model, [
         "threat_models=[{norm: linf, eps: [0.1, 0.2, 0.3], attacks: [{name: fgsm}, {name: pgd, steps: 20}]}]",
@@ -166,6 +168,13 @@ def _cli(*args, cwd=REPO, env=None):
                           timeout=600, env=env)
 
 
+def _in_process(capsys, *args) -> SimpleNamespace:
+    """``advkit ARGS`` through ``advkit.cli.main`` in this process (no interpreter start: seconds saved per
+    call on a loaded machine), as ``returncode``, ``stdout``, ``stderr``."""
+    code, out, err = run_cli(capsys, *args)
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
 @pytest.mark.parametrize("sets, needle", [
     (["thret_models=[]"], "did you mean 'threat_models'"),
     (["threat_models=[{norm: linf, eps: [0.2, 0.1]}]"], "sorted ascending"),
@@ -177,32 +186,32 @@ def _cli(*args, cwd=REPO, env=None):
     (["models=[{model: no/such/model.safetensors}]"], "checkpoint not found"),
     (["models=[{model: lenett}]"], "did you mean 'lenet'"),
 ])
-def test_bad_configs_give_one_line_and_exit_2(tmp_path, sets, needle):
+def test_bad_configs_give_one_line_and_exit_2(tmp_path, capsys, sets, needle):
     flags = [a for s in [f"data.root={DATA}", *sets] for a in ("--set", s)]
-    p = _cli("eval", *flags, "--out", str(tmp_path / "r"), "--quiet")
+    p = _in_process(capsys, "eval", *flags, "--out", str(tmp_path / "r"), "--quiet")
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], p.stderr
     assert not (tmp_path / "r").exists()  # no partial reports
 
 
-def test_targeted_attack_on_a_two_class_model_is_refused(tmp_path):
+def test_targeted_attack_on_a_two_class_model_is_refused(tmp_path, capsys):
     rng = np.random.default_rng(0)
     npz = tmp_path / "two.npz"
     np.savez(npz, x_train=rng.integers(0, 255, (20, 8, 8, 1), dtype=np.uint8), y_train=rng.integers(0, 2, 20),
              x_test=rng.integers(0, 255, (20, 8, 8, 1), dtype=np.uint8), y_test=rng.integers(0, 2, 20))
-    p = _cli("eval", "--set", "models=[{model: lenet}]", "--set", f"data.dataset=npz:{npz}", "--set",
-             "threat_models=[{norm: linf, eps: [0.1], attacks: [{name: pgd, targeted: true}]}]",
-             "--out", str(tmp_path / "r"), "--quiet")
+    p = _in_process(capsys, "eval", "--set", "models=[{model: lenet}]", "--set", f"data.dataset=npz:{npz}", "--set",
+                    "threat_models=[{norm: linf, eps: [0.1], attacks: [{name: pgd, targeted: true}]}]",
+                    "--out", str(tmp_path / "r"), "--quiet")
     assert p.returncode == 2 and "targeted" in p.stderr and "2-class" in p.stderr, p.stderr
 
 
-def test_cli_writes_four_reports_and_exits_1_naming_the_failing_gate(trained_lenet, tmp_path):
+def test_cli_writes_four_reports_and_exits_1_naming_the_failing_gate(trained_lenet, tmp_path, capsys):
     _, path = trained_lenet
     sets = [f"models=[{{name: lenet, model: {path}}}]", f"data.root={DATA}", "data.n=100", "checks.n=50",
             "checks.pgd_steps=5", DET_SUITE, "gates.min_clean_acc=0.5", "gates.min_robust_acc={0.05: 0.99}"]
     out = tmp_path / "r"
-    p = _cli("eval", *[a for s in sets for a in ("--set", s)], "--out", str(out), "--quiet")
+    p = _in_process(capsys, "eval", *[a for s in sets for a in ("--set", s)], "--out", str(out), "--quiet")
     assert p.returncode == 1, p.stderr
     assert "min_robust_acc[lenet,linf@0.05]" in p.stderr
     assert sorted(f.name for f in out.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
@@ -212,12 +221,12 @@ def test_cli_writes_four_reports_and_exits_1_naming_the_failing_gate(trained_len
     assert rep["schema_version"] == 1 and rep["passed"] is False
     # the same run against itself as a baseline passes the drop gate, and report diff sees no change
     base = out / "report.json"
-    p2 = _cli("eval", *[a for s in sets[:-1] for a in ("--set", s)], "--baseline", str(base), "--out",
-              str(tmp_path / "r2"), "--quiet")
+    p2 = _in_process(capsys, "eval", *[a for s in sets[:-1] for a in ("--set", s)], "--baseline", str(base),
+                     "--out", str(tmp_path / "r2"), "--quiet")
     assert p2.returncode == 0, p2.stderr
     rep2 = json.loads((tmp_path / "r2" / "report.json").read_text())
     assert any(g["kind"] == "max_drop" and g["passed"] for g in rep2["gates"])
-    d = _cli("report", "diff", str(base), str(tmp_path / "r2" / "report.json"))
+    d = _in_process(capsys, "report", "diff", str(base), str(tmp_path / "r2" / "report.json"))
     assert d.returncode == 0, d.stdout + d.stderr
 
 
@@ -235,6 +244,8 @@ def _strip(rep: dict) -> dict:
     return rep
 
 
+@pytest.mark.slow  # distributed: three interpreter starts (74 s of the default run on a loaded two-core machine);
+# tests/test_detect_train.py's two-rank ensemble run is the default run's distributed sample
 def test_torchrun_two_ranks_give_the_single_process_report(trained_lenet, tmp_path):
     _, path = trained_lenet
     sets = [f"models=[{{model: {path}}}]", f"data.root={DATA}", "data.n=120", "batch_size=40", "checks.n=40",
@@ -263,10 +274,11 @@ def test_eval_config_round_trips_unknown_gate_norm():
         load_config(EvalConfig, None, ["gates.min_robust_acc={l3@0.1: 0.5}"])
 
 
-def test_baseline_of_another_schema_version_is_refused_before_any_work(tmp_path):
+def test_baseline_of_another_schema_version_is_refused_before_any_work(tmp_path, capsys):
     base = tmp_path / "old.json"
     base.write_text(json.dumps({"schema": "advkit.report", "schema_version": 2, "models": []}))
-    p = _cli("eval", "--set", f"data.root={DATA}", "--baseline", str(base), "--out", str(tmp_path / "r"), "--quiet")
+    p = _in_process(capsys, "eval", "--set", f"data.root={DATA}", "--baseline", str(base), "--out",
+                    str(tmp_path / "r"), "--quiet")
     assert p.returncode == 2 and "schema version 2" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
@@ -355,6 +367,7 @@ def _canary(model, *sets):
                        [f"models=[{{name: fgsm-trained, model: {model}}}]", f"data.root={DATA}", "device=cpu", *sets])
 
 
+@pytest.mark.slow  # an epoch of FGSM training on 30,000 images (.ci/run's gate step trains and runs it too)
 def test_canary_passes_with_working_attacks_and_fails_when_pgd_is_broken(canary_model):
     rep = run_eval(_canary(canary_model), device=DEVICE)
     gates = {g["kind"]: g for g in rep["gates"]}

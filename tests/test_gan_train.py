@@ -354,6 +354,8 @@ def test_train_gan_cli(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow  # three interpreter starts and two trainings (75 s on a loaded two-core machine); the
+# classifier's and eval's two-rank equality tests stay in the default run
 def test_torchrun_two_processes_on_gloo_match_one_process(tmp_path):
     """Global batch sliced per rank, z drawn globally and sliced, gradients averaged: with no BatchNorm
     (whose statistics are per process) two processes train the same nets as one, up to summation order."""

@@ -19,7 +19,9 @@ from conftest import REPO, run_cli
 
 REFERENCE = REPO.parent / "shared" / "reference" / "auto-attack"
 N_CHECK, STEPS, QUERIES = 200, 20, 1000   # cross-check: reduced budgets, the same on both sides (CI time)
-EPS_SOME_STAND = 0.12  # on the robust CNN below, APGD-CE leaves some samples to APGD-T
+# on conftest's robust_mnist, APGD-CE (100 steps) at 0.3 leaves ~42% of held-out test images standing (clean ~97%,
+# measured on test images 24..423): of the 24 used here, some fall to it and some are left to APGD-T
+EPS_SOME_STAND = 0.3
 needs_reference = pytest.mark.skipif(not (REFERENCE / "autoattack").is_dir(),
                                      reason=f"the reference AutoAttack is not at {REFERENCE}")
 
@@ -55,8 +57,8 @@ def lenet_batch(trained_lenet, mnist_test):
     return model, x, y, path
 
 
-def test_preset_equals_its_members_in_cascade_by_hand(robust_mnist_cnn, mnist_test, one_thread):
-    model, (x, y) = robust_mnist_cnn, mnist_test.subset(24).tensors()
+def test_preset_equals_its_members_in_cascade_by_hand(robust_mnist, mnist_test, one_thread):
+    model, (x, y) = robust_mnist, mnist_test.subset(24).tensors()
     eps = EPS_SOME_STAND
     ours = get_attack("autoattack-fast")(model, x, y, eps=eps, generator=torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(0)
@@ -91,11 +93,11 @@ def test_eval_config_expands_a_preset_into_its_members():
         ThreatModel(eps=(0.3,), attacks=("autoattack", {"name": "fab-t"})).suite()
 
 
-def test_harness_cascade_runs_each_member_on_the_samples_still_standing(robust_mnist_cnn, mnist_test,
+def test_harness_cascade_runs_each_member_on_the_samples_still_standing(robust_mnist, mnist_test,
                                                                         one_thread):
     from advkit.eval.suite import run_batch
 
-    model, (x, y) = robust_mnist_cnn, mnist_test.subset(24).tensors()
+    model, (x, y) = robust_mnist, mnist_test.subset(24).tensors()
     suite = ThreatModel(eps=(EPS_SOME_STAND,), attacks=("autoattack-fast",)).suite()
     r = run_batch(model, x, y, 0, norm="linf", eps_list=(EPS_SOME_STAND,), suite=suite, mode="cascade", seed=0,
                   num_classes=10)

@@ -14,6 +14,7 @@ import torch
 
 from advkit.config import load_config
 from advkit.data import StreamDataset, open_dataset
+from advkit.data.stream import spread
 from advkit.errors import AdvkitError
 from advkit.train import TrainConfig, train_classifier
 from conftest import one_error_line, run_cli
@@ -90,6 +91,13 @@ def test_streamed_training_equals_an_in_memory_run_bit_for_bit(images, streamed,
     train = open_dataset(cfg.data.dataset, "train", input_size=32).materialize()
     test = open_dataset(cfg.data.dataset, "test", input_size=32).materialize()
     assert len(train) == 3 * N_TRAIN and len(test) == 3 * N_VAL  # val/ serves as the test split
+    # a streamed run holds out evenly spaced files for the guard (the folder lists them class by class); an
+    # in-memory run holds out its last guard.n images: put the same files last
+    held = spread(len(train), cfg.guard.n)
+    assert set(train.labels[held].tolist()) == set(range(len(CLASSES)))  # every class gives guard images
+    rest = torch.tensor([i for i in range(len(train)) if i not in set(held.tolist())])
+    order = torch.cat([rest, held])
+    train = dataclasses.replace(train, images=train.images[order], labels=train.labels[order])
     model, ref = train_classifier(cfg, None, datasets=(train, test))
     ref_state = _state(model)
     assert state.keys() == ref_state.keys()
@@ -234,3 +242,15 @@ def test_train_detector_streams_its_real_pool_and_lists_bad_files(images, tmp_pa
                                tmp_path / "skip")
     splits = report["data"]["splits"]
     assert sum(s["real"] for s in splits.values()) == 29 and sum(s["fake"] for s in splits.values()) == 30
+
+
+@pytest.mark.parametrize("total, n", [(30, 6), (10, 10), (7, 3), (5, 0), (4, 9), (1000, 7)])
+def test_spread_takes_evenly_spaced_distinct_positions(total, n):
+    pos = spread(total, n).tolist()
+    k = min(n, total)
+    assert len(pos) == k and len(set(pos)) == k and pos == sorted(pos)
+    assert all(0 <= p < total for p in pos)
+    if k:
+        assert pos[0] == 0
+        gaps = [b - a for a, b in zip(pos, pos[1:])]
+        assert all(total // k <= g <= -(-total // k) for g in gaps)  # as even as integers allow

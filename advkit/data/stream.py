@@ -160,6 +160,11 @@ class StreamDataset:
         end = len(self) if n is None else min(len(self), offset + n)
         return dataclasses.replace(self, files=self.files[offset:end], labels=self.labels[offset:end])
 
+    def take(self, index: torch.Tensor) -> StreamDataset:
+        """The files at ``index`` (int64 positions, in that order; nothing is read)."""
+        pos = [int(i) for i in index]
+        return dataclasses.replace(self, files=[self.files[i] for i in pos], labels=self.labels[index])
+
     def with_transform(self, size: int | None = None, crop_pct: float | None = None,
                        interpolation: str | None = None) -> StreamDataset:
         """The same files under another transform; ``None`` keeps the current value.
@@ -254,6 +259,18 @@ class StreamDataset:
         y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.int64)
         return ArrayDataset(x, y, self.classes, self.name, self.mean, self.std, self.source,
                             {"skipped": [p for p, _ in bad]})
+
+
+def spread(n_total: int, n: int) -> torch.Tensor:
+    """``n`` positions out of ``n_total``, evenly spaced from the first to the last (int64, increasing).
+
+    An image folder lists its files class by class, so its first or last ``n`` files are one or two classes;
+    evenly spaced ones cover every class in proportion.
+    """
+    n = max(0, min(n, n_total))
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return (torch.arange(n, dtype=torch.float64) * (n_total / n)).floor().long()
 
 
 def bad_files_error(bad: list[tuple[str, str]] | tuple[tuple[str, str], ...], where: str) -> AdvkitError:

@@ -21,7 +21,7 @@ from torch import nn
 from advkit.attacks import pgd
 from advkit.config import to_dict
 from advkit.data import ArrayDataset, Batch, StreamDataset, bad_files_error, open_dataset
-from advkit.data.stream import iter_index_batches
+from advkit.data.stream import iter_index_batches, spread
 from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
 from advkit.runtime import faults
@@ -294,11 +294,17 @@ class _Run:
                                             skip_bad=dc.skip_bad, num_workers=dc.num_workers,
                                             input_size=dc.input_size, crop_pct=dc.crop_pct,
                                             interpolation=dc.interpolation) for split in ("train", "test"))
-            self.train_all = train_all.subset(dc.train_limit)  # imagefolder:/csv: stay on disk, read per batch
+            # imagefolder:/csv: stay on disk, read per batch. Their files are listed class by class, so a limit
+            # or a held-out slice takes evenly spaced files (every class), not the first or last ones.
+            if isinstance(train_all, StreamDataset):
+                limit = len(train_all) if dc.train_limit is None else dc.train_limit
+                self.train_all = train_all.take(spread(len(train_all), limit))
+            else:
+                self.train_all = train_all.subset(dc.train_limit)
             if isinstance(test, StreamDataset):
-                # only the first eval.n test images are ever evaluated, every epoch: those are held in memory
+                # only eval.n test images are ever evaluated, every epoch: those are held in memory
                 limit = cfg.eval.n if dc.test_limit is None else min(cfg.eval.n, dc.test_limit)
-                test = _materialize(test.subset(limit))
+                test = _materialize(test.take(spread(len(test), limit)))
             self.test = test.subset(dc.test_limit)
             self.data_name = cfg.data.dataset
         n = len(self.train_all)
@@ -307,8 +313,13 @@ class _Run:
         self.train_idx, self.guard_idx = torch.arange(n - n_guard), torch.arange(n - n_guard, n)
         self.guard_data: ArrayDataset | StreamDataset = self.train_all
         if isinstance(self.train_all, StreamDataset) and n_guard:
-            # the guard's images are read every epoch: held in memory, at most guard.n of them
-            self.guard_data = _materialize(self.train_all.subset(n_guard, offset=n - n_guard))
+            # the guard's images are read every epoch: held in memory, at most guard.n of them, evenly spaced
+            # over the (class-ordered) files so that every class keeps its share of the training set
+            held = spread(n, n_guard)
+            keep = torch.ones(n, dtype=torch.bool)
+            keep[held] = False
+            self.train_idx = torch.arange(n)[keep]
+            self.guard_data = _materialize(self.train_all.take(held))
             self.guard_idx = torch.arange(len(self.guard_data))
         self.eval_idx = torch.arange(min(cfg.eval.n, len(self.test)))
         self.eval_eps = o.eps if cfg.eval.eps is None else cfg.eval.eps
