@@ -310,12 +310,24 @@ def autoattack(env: dict) -> str:
     return lines(*md)
 
 
+def test_time(env: dict) -> str:
+    res = env["results"]
+    counts = ", ".join(f"{v} {k}" for k, v in res["counts"].items())
+    m = env["machine"]
+    return lines("| command | exit | wall time | tests |", "| --- | ---: | ---: | --- |",
+                 f"| `{res['command']}` | {res['exit_code']} | {res['wall_s']:.0f} s ({res['wall_s'] / 60:.1f} min) | "
+                 f"{counts} |",
+                 f"\nTarget {res['target_s']:.0f} s: {'met' if res['meets_target'] else 'NOT met'}. Load average "
+                 f"(1, 5, 15 min) before {m.get('load_avg_before')}, after {m.get('load_avg_after')}.")
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "attack_speed": attack_speed, "train_mnist": train_mnist, "train_speed": train_speed,
     "fgsm_rs_seeds": fgsm_rs_seeds, "gan_mnist": gan_mnist, "gan_judge_sensitivity": gan_judge_sensitivity,
     "detect_mnist": detect_mnist, "detect_cross_generator": detect_cross_generator, "detect_speed": detect_speed,
     "eval_speed": eval_speed, "detect_report": detect_report, "stream_memory": stream_memory,
     "stream_throughput": stream_throughput, "mnist_autoattack": mnist_autoattack,
+    "test_time": test_time,
     "autoattack": autoattack}
 
 

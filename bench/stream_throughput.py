@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
               "ratio": round(ips["streamed"] / ips["in_memory"], 3), "target": args.target,
               "meets_target": ips["streamed"] / ips["in_memory"] >= args.target,
               "same_outcomes": outcomes["streamed"] == outcomes["in_memory"],
-              "note": "loaded machine (other jobs shared the cores) unless said otherwise; decoding workers "
-                      "compete with the attack's torch threads for the same cores"}
+              "note": "the machine record holds the 1-minute load average before and after (about the torch "
+                      "thread count: quiet; more: other jobs shared the cores); decoding workers run at the "
+                      "lowest priority beside the attack's torch threads on the same cores"}
     write_result(args.out, "stream_throughput", result,
                  machine_extra={"load_avg_1min_before": round(load_before, 2),
                                 "load_avg_1min_after": round(os.getloadavg()[0], 2), "torch_threads": args.threads},

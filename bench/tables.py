@@ -322,9 +322,37 @@ def _h_report(env: dict) -> tuple[str, str]:
             f"clean AUC {clean['auc']:.4f}, {worst['auc']:.4f} under {worst['condition']}")
 
 
+def _h_aa_reference(env: dict) -> tuple[str, str]:
+    r = env["results"]
+    gaps = [abs(m["diff_points"]) for m in r.get("per_member", {}).values()]
+    members = f"; each member within {max(gaps):.2f} points" if gaps else ""
+    return (f"AutoAttack against the reference, {r['dataset']} small CNN, {r['n']} test images, eps {r['eps']:.4g}",
+            f"advkit {r['advkit']['robust_acc']:.2%}, reference {r['reference']['robust_acc']:.2%}{members}")
+
+
+def _h_mnist_aa(env: dict) -> tuple[str, str]:
+    rows = env["results"]["rows"]
+    return (f"MNIST, every shipped adversarially trained config, {rows[0]['n']} test images, eps 0.3",
+            "; ".join(f"`{r['config']}` AutoAttack {r['autoattack_acc']:.2%} (PGD-50 x10 {r['pgd_acc']:.2%})"
+                      for r in rows))
+
+
+def _h_stream(env: dict) -> tuple[str, str]:
+    r = env["results"]
+    return (f"`advkit eval`, PGD-10, {r['model']}, {r['n']} streamed {r['input_size']} px images",
+            f"{r['ratio']:.3f}x the rate on the same tensors in memory, {r['images_per_s']['streamed']:.2f} images/s")
+
+
+def _h_test_time(env: dict) -> tuple[str, str]:
+    r = env["results"]
+    return ("the README's test command", f"{r['counts'].get('passed', 0)} tests passed in {r['wall_s'] / 60:.1f} min")
+
+
 # (area, result file, figures); a file that is not there leaves its row out
 HEADLINE: tuple[tuple[str, str, Callable[[dict], tuple[str, str]]], ...] = (
     ("robust accuracy", "train_mnist_fgsm_rs", _h_train),
+    ("robust accuracy", "mnist_autoattack", _h_mnist_aa),
+    ("attack strength", "autoattack_cifar10", _h_aa_reference),
     ("attack speed", "attack_speed_mnist_quiet", _h_attack),
     ("training speed", "train_speed", _h_train_speed),
     ("evaluation speed", "eval_speed_grid", _h_eval),
@@ -332,6 +360,8 @@ HEADLINE: tuple[tuple[str, str, Callable[[dict], tuple[str, str]]], ...] = (
     ("detection", "detect_mnist", _h_detect),
     ("detection", "detect_faces_hardened", _h_report),
     ("detection speed", "detect_speed", _h_detect_speed),
+    ("streaming", "stream_throughput", _h_stream),
+    ("test suite", "test_time", _h_test_time),
 )
 
 
