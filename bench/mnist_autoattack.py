@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> dict:
     n = args.n if args.n is not None or not args.quick else 500
     results = run(configs, Path(args.runs), n, args.quick, args.seed)
     out = Path(args.out) if args.out else RESULTS / f"mnist_autoattack{'_quick' if args.quick else ''}.json"
-    write_result(out, "mnist_autoattack", results, device="cpu", table=True)
+    # the figures come from the reports under --runs, which earlier sittings may have made (accuracies do not
+    # depend on threads or load); this machine record is of the sitting that wrote the file
+    write_result(out, "mnist_autoattack", results, device="cpu", table=True,
+                 machine_extra={"note": "accuracies from the advkit eval reports under --runs, possibly made in "
+                                        "earlier sittings; timings in the rows are not comparable"})
     print(f"wrote {out}  ({command_line('mnist_autoattack', argv)})")
     return results
 
