@@ -266,6 +266,11 @@ def stream_throughput(env: dict) -> str:
     return lines(*md)
 
 
+def _quick(res: dict) -> str:
+    """The warning a smoke run's table ends with ('' for a real run)."""
+    return " Quick (smoke) settings: the figures mean nothing." if res.get("quick") else ""
+
+
 def _ci(x: float, ci: list | None) -> str:
     return pct(x, 2) + (f" [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]" if ci else "")
 
@@ -287,7 +292,7 @@ def mnist_autoattack(env: dict) -> str:
               f"then evaluated by `advkit eval`: PGD-50 with 10 restarts (step 0.01) on every image, and the "
               f"`autoattack` preset (advkit's APGD-CE, APGD-T, FAB-T and Square-5000, each on the images still "
               f"standing, as AutoAttack's standard run). Images each member fooled: {members}."
-              + (" Quick (smoke) settings: the figures mean nothing." if res.get("quick") else ""))
+              + _quick(res))
     return lines(*md)
 
 
@@ -306,7 +311,7 @@ def autoattack(env: dict) -> str:
               f"advkit's `autoattack` preset against the reference AutoAttack ({res['reference']['source']}) in "
               f"one process; a member's row runs it alone on both sides with the standard run's settings. Time "
               f"advkit / reference (preset vs standard): {res['time_ratio']:.3f} (target <= {res['target_ratio']})."
-              + (" Quick (smoke) settings: the figures mean nothing." if res.get("quick") else ""))
+              + _quick(res))
     return lines(*md)
 
 

@@ -33,6 +33,26 @@ def needs_data(*parts: str) -> pytest.MarkDecorator:
                               reason=f"shared dataset {path} not present (set ADVKIT_DATA to where the datasets are)")
 
 
+# The reference AutoAttack code (Croce & Hein), for the cross-checks only: put on sys.path inside a test,
+# never imported by advkit.
+REFERENCE = REPO.parent / "shared" / "reference" / "auto-attack"
+needs_reference = pytest.mark.skipif(not (REFERENCE / "autoattack").is_dir(),
+                                     reason=f"the reference AutoAttack is not at {REFERENCE}")
+
+
+def robust_fraction(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of ``x_adv`` that ``model`` still classifies as ``y``."""
+    with torch.no_grad():
+        return (model(x_adv).argmax(1) == y).float().mean().item()
+
+
+def reduced_members(members: list[dict], steps: int, queries: int) -> list[dict]:
+    """Preset members with the cross-checks' reduced budgets: ``steps`` for the gradient attacks, ``queries``
+    for Square (the reference is given the same)."""
+    return [{**m, **({"steps": steps} if "steps" in m else {}), **({"n_queries": queries} if "n_queries" in m else {})}
+            for m in members]
+
+
 def slow_except(values, fast, key=str) -> list:
     """A parametrize list whose cases are ``slow`` except those whose ``key(value)`` is in ``fast``: the default
     run keeps a sample of a matrix, the slow step (``-m slow``) runs the rest. A tuple value is one case of

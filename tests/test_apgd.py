@@ -15,9 +15,8 @@ from torch import nn
 from advkit.attacks import apgd, attack_info, get_attack, per_sample_norm, pgd
 from advkit.attacks.apgd import checkpoints, dlr_loss
 from advkit.errors import AdvkitError
-from conftest import REPO
+from conftest import REFERENCE
 
-REFERENCE = REPO.parent / "shared" / "reference" / "auto-attack"
 REGISTERED = ("apgd-ce", "apgd-dlr", "apgd-t")
 # one intra-op thread: small batches on a shared two-core machine, where a second thread mostly waits
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,15 +13,12 @@ import torch
 from torch import nn
 
 from advkit.attacks import get_attack, preset_members, run_cascade
-from conftest import REPO, SHARED, needs_data
+from conftest import REFERENCE, REPO, SHARED, needs_data, needs_reference, reduced_members, robust_fraction
 
-REFERENCE = REPO.parent / "shared" / "reference" / "auto-attack"
 CONFIG = REPO / "configs" / "train" / "cifar10_small_fgsm_rs.yaml"
 EPS = 8 / 255
 N_CHECK, STEPS, QUERIES = 200, 20, 1000  # as the MNIST cross-check (tests/test_presets.py)
 MEMBERS = ["apgd-ce", "apgd-t", "fab-t", "square"]
-needs_reference = pytest.mark.skipif(not (REFERENCE / "autoattack").is_dir(),
-                                     reason=f"the reference AutoAttack is not at {REFERENCE}")
 pytestmark = [pytest.mark.slow, needs_reference, needs_data("cifar10")]
 
 
@@ -49,16 +46,6 @@ def cifar_slice():
     return load_dataset("cifar10", "test", root=str(SHARED)).subset(N_CHECK).tensors()
 
 
-def _robust(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return (model(x_adv).argmax(1) == y).float().mean().item()
-
-
-def _reduced(members: list[dict]) -> list[dict]:
-    return [{**m, **({"steps": STEPS} if "steps" in m else {}), **({"n_queries": QUERIES} if "n_queries" in m else {})}
-            for m in members]
-
-
 def _reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, only: str | None) -> float:
     """The reference's standard run, or ``only`` that member with the standard run's settings."""
     sys.path.insert(0, str(REFERENCE))
@@ -72,22 +59,22 @@ def _reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, only: str | N
     for attack in (aa.apgd, aa.apgd_targeted, aa.fab):
         attack.n_iter = STEPS
     aa.square.n_queries = QUERIES
-    return _robust(model, aa.run_standard_evaluation(x, y, bs=N_CHECK), y)
+    return robust_fraction(model, aa.run_standard_evaluation(x, y, bs=N_CHECK), y)
 
 
 @pytest.mark.parametrize("name", [*MEMBERS, "autoattack"])
 def test_matches_the_reference_within_one_point(name, robust_cifar_cnn, cifar_slice, one_thread):
     model, (x, y) = robust_cifar_cnn, cifar_slice
-    clean = _robust(model, x, y)
+    clean = robust_fraction(model, x, y)
     gen = torch.Generator().manual_seed(0)
-    members = _reduced(preset_members("autoattack"))
+    members = reduced_members(preset_members("autoattack"), STEPS, QUERIES)
     if name == "autoattack":
-        ours = _robust(model, run_cascade(model, x, y, members, eps=EPS, generator=gen), y)
+        ours = robust_fraction(model, run_cascade(model, x, y, members, eps=EPS, generator=gen), y)
         theirs = _reference(model, x, y, None)
     else:
         (member,) = [m for m in members if m["name"] == name]
         params = {k: v for k, v in member.items() if k != "name"}
-        ours = _robust(model, get_attack(name, **params)(model, x, y, eps=EPS, generator=gen), y)
+        ours = robust_fraction(model, get_attack(name, **params)(model, x, y, eps=EPS, generator=gen), y)
         theirs = _reference(model, x, y, name)
     print(f"{name} on {N_CHECK} CIFAR-10 images at eps 8/255: clean {clean:.3f}, advkit robust {ours:.3f}, "
           f"reference {theirs:.3f}")

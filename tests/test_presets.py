@@ -15,15 +15,12 @@ from torch import nn
 from advkit.attacks import PRESETS, attack_info, get_attack, preset_members, run_cascade
 from advkit.errors import AdvkitError
 from advkit.eval.config import ThreatModel
-from conftest import REPO, run_cli
+from conftest import REFERENCE, REPO, needs_reference, reduced_members, robust_fraction, run_cli
 
-REFERENCE = REPO.parent / "shared" / "reference" / "auto-attack"
 N_CHECK, STEPS, QUERIES = 200, 20, 1000   # cross-check: reduced budgets, the same on both sides (CI time)
 # on conftest's robust_mnist, APGD-CE (100 steps) at 0.3 leaves ~42% of held-out test images standing (clean ~97%,
 # measured on test images 24..423): of the 24 used here, some fall to it and some are left to APGD-T
 EPS_SOME_STAND = 0.3
-needs_reference = pytest.mark.skipif(not (REFERENCE / "autoattack").is_dir(),
-                                     reason=f"the reference AutoAttack is not at {REFERENCE}")
 
 
 def test_members_and_order_are_autoattack_standard():
@@ -192,19 +189,9 @@ def reference_run(robust_mnist_cnn, mnist_test):
         for attack in (aa.apgd, aa.apgd_targeted, aa.fab):
             attack.n_iter = STEPS
         aa.square.n_queries = QUERIES
-        return _robust(robust_mnist_cnn, aa.run_standard_evaluation(x, y, bs=N_CHECK), y)
+        return robust_fraction(robust_mnist_cnn, aa.run_standard_evaluation(x, y, bs=N_CHECK), y)
 
     return x, y, run
-
-
-def _robust(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return (model(x_adv).argmax(1) == y).float().mean().item()
-
-
-def _reduced(members: list[dict]) -> list[dict]:
-    return [{**m, **({"steps": STEPS} if "steps" in m else {}), **({"n_queries": QUERIES} if "n_queries" in m else {})}
-            for m in members]
 
 
 @pytest.mark.slow
@@ -214,13 +201,14 @@ def test_matches_the_reference_within_one_point(name, robust_mnist_cnn, referenc
     x, y, run = reference_run
     model = robust_mnist_cnn
     gen = torch.Generator().manual_seed(0)
+    members = reduced_members(preset_members("autoattack"), STEPS, QUERIES)
     if name == "autoattack":
-        ours = _robust(model, run_cascade(model, x, y, _reduced(preset_members(name)), eps=0.3, generator=gen), y)
+        ours = robust_fraction(model, run_cascade(model, x, y, members, eps=0.3, generator=gen), y)
         theirs = run([])
     else:
-        (member,) = [m for m in _reduced(preset_members("autoattack")) if m["name"] == name]
+        (member,) = [m for m in members if m["name"] == name]
         params = {k: v for k, v in member.items() if k != "name"}
-        ours = _robust(model, get_attack(name, **params)(model, x, y, eps=0.3, generator=gen), y)
+        ours = robust_fraction(model, get_attack(name, **params)(model, x, y, eps=0.3, generator=gen), y)
         theirs = run([name])
     print(f"{name} on {N_CHECK} images at eps 0.3: advkit robust {ours:.3f}, reference {theirs:.3f}")
     assert abs(ours - theirs) <= 0.01 + 1e-9, (ours, theirs)

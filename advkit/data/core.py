@@ -120,12 +120,19 @@ class ArrayDataset(torch.utils.data.Dataset):
             ``(images, labels)``: float [B, C, H, W] in [0,1] and int64 [B].
         """
         idx = indices if indices is not None else torch.arange(len(self))
-        if shuffle:
-            idx = idx[torch.randperm(len(idx), generator=generator)]
-        stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
-        for s in range(0, stop, batch_size):
-            b = idx[s:s + batch_size]
+        for b in batch_order(idx, batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last):
             yield self.images[b].float().div_(255), self.labels[b]
+
+
+def batch_order(indices: torch.Tensor, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None, drop_last: bool = False) -> list[torch.Tensor]:
+    """An epoch's batches as sample indices: ``indices`` in a random order drawn from ``generator`` (one
+    ``randperm``) when ``shuffle``, cut into ``batch_size`` pieces, a last smaller one left out when
+    ``drop_last``. In-memory and streamed training both cut their epochs with it, so they see the same order.
+    """
+    idx = indices[torch.randperm(len(indices), generator=generator)] if shuffle else indices
+    stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
+    return [idx[s:s + batch_size] for s in range(0, stop, batch_size)]
 
 
 Loader = Callable[..., ArrayDataset]

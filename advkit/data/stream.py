@@ -261,6 +261,30 @@ class StreamDataset:
                             {"skipped": [p for p, _ in bad]})
 
 
+def check_stream_keys(num_workers: int, input_size: int | None, crop_pct: float | None,
+                      interpolation: str | None, *, null_size: str) -> None:
+    """Validate a config's ``data`` keys for streamed sets (train and eval configs share them).
+
+    Args:
+        num_workers: decoding processes, >= 0.
+        input_size: crop side, >= 1, or ``None``.
+        crop_pct: in (0, 1], or ``None``.
+        interpolation: one of :data:`INTERPOLATIONS`, or ``None``.
+        null_size: what a null ``input_size`` means, for the message.
+
+    Raises:
+        ValueError: the first bad key, named as ``data.KEY``.
+    """
+    if num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+    if input_size is not None and input_size < 1:
+        raise ValueError(f"data.input_size must be >= 1 (or null for {null_size}), got {input_size}")
+    if crop_pct is not None and not 0 < crop_pct <= 1:
+        raise ValueError(f"data.crop_pct must be in (0, 1], got {crop_pct}")
+    if interpolation is not None and interpolation not in INTERPOLATIONS:
+        raise ValueError(f"data.interpolation must be bilinear or bicubic, got {interpolation!r}")
+
+
 def spread(n_total: int, n: int) -> torch.Tensor:
     """``n`` positions out of ``n_total``, evenly spaced from the first to the last (int64, increasing).
 
@@ -335,21 +359,9 @@ def _same(item: Batch) -> Batch:
     return item
 
 
-class _BatchReader(torch.utils.data.Dataset):
-    """Item ``i`` is batch ``i`` of a :class:`StreamDataset`, decoded by whichever worker takes it."""
-
-    def __init__(self, data: StreamDataset, batch_size: int):
-        self.data, self.batch_size = data, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
-
-    def __getitem__(self, i: int) -> Batch:
-        return _read_batch(self.data, i, range(i * self.batch_size, min(len(self.data), (i + 1) * self.batch_size)))
-
-
 class _IndexReader(torch.utils.data.Dataset):
-    """Item ``i`` is the files ``batches[i]`` of a :class:`StreamDataset` (any indices, in that order)."""
+    """Item ``i`` is the files ``batches[i]`` of a :class:`StreamDataset` (any indices, in that order), decoded
+    by whichever worker takes it."""
 
     def __init__(self, data: StreamDataset, batches: list[torch.Tensor]):
         self.data, self.batches = data, batches
@@ -407,12 +419,8 @@ def iter_batches(data: ArrayDataset | StreamDataset, batch_size: int, *, rank: i
             e = min(len(data), s + batch_size)
             yield Batch(i, data.images[s:e], data.labels[s:e], torch.arange(s, e))
         return
-    workers = data.num_workers if num_workers is None else num_workers
-    loader = torch.utils.data.DataLoader(_BatchReader(data, batch_size), batch_size=None, sampler=mine,
-                                         num_workers=workers, collate_fn=cast(Any, _same), pin_memory=pin_memory,
-                                         worker_init_fn=_decode_worker_init,
-                                         prefetch_factor=2 if workers else None)
-    yield from loader
+    batches = [torch.arange(i * batch_size, min(len(data), (i + 1) * batch_size)) for i in range(n_batches)]
+    yield from _decode(data, batches, mine, num_workers, pin_memory)
 
 
 def iter_index_batches(data: StreamDataset, batches: list[torch.Tensor], *, num_workers: int | None = None,
@@ -430,13 +438,20 @@ def iter_index_batches(data: StreamDataset, batches: list[torch.Tensor], *, num_
         :class:`Batch` es, ``batch_index`` counting from 0; ``positions`` are the indices read, ``bad`` the
         files of the batch that could not be read (left out of ``x`` and ``y``).
     """
+    yield from _decode(data, batches, range(len(batches)), num_workers, pin_memory)
+
+
+def _decode(data: StreamDataset, batches: list[torch.Tensor], which: Iterable[int], num_workers: int | None,
+            pin_memory: bool) -> Iterator[Batch]:
+    """Batches ``which`` of ``batches`` (file indices), in that order, decoded ahead by DataLoader workers."""
     workers = data.num_workers if num_workers is None else num_workers
-    loader = torch.utils.data.DataLoader(_IndexReader(data, batches), batch_size=None, shuffle=False,
-                                         num_workers=workers if batches else 0, collate_fn=cast(Any, _same),
-                                         pin_memory=pin_memory, worker_init_fn=_decode_worker_init,
-                                         prefetch_factor=2 if workers and batches else None,
-                                         # its own stream for the workers' seeds (decoding draws nothing):
-                                         # the global one, which the caller's training draws from, stays as it was
+    if not batches:
+        workers = 0
+    loader = torch.utils.data.DataLoader(_IndexReader(data, batches), batch_size=None, sampler=which,
+                                         num_workers=workers, collate_fn=cast(Any, _same), pin_memory=pin_memory,
+                                         worker_init_fn=_decode_worker_init, prefetch_factor=2 if workers else None,
+                                         # its own stream for the workers' seeds (decoding draws nothing): the
+                                         # global one, which a caller's training draws from, stays as it was
                                          generator=torch.Generator())
     yield from loader
 

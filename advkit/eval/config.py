@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from advkit.attacks import FOOLBOX, NORMS, attack_info, check_eps, get_attack, is_preset, preset_members
 from advkit.config import parse_number
+from advkit.data.stream import check_stream_keys
 from advkit.errors import AdvkitError
 
 MODES = ("cascade", "full")
@@ -160,14 +161,8 @@ class DataSpec:
     def __post_init__(self) -> None:
         if self.n is not None and self.n < 1:
             raise ValueError(f"data.n must be >= 1 (or null for all), got {self.n}")
-        if self.num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
-        if self.input_size is not None and self.input_size < 1:
-            raise ValueError(f"data.input_size must be >= 1 (or null for the model's), got {self.input_size}")
-        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
-            raise ValueError(f"data.crop_pct must be in (0, 1], got {self.crop_pct}")
-        if self.interpolation not in (None, "bilinear", "bicubic"):
-            raise ValueError(f"data.interpolation must be bilinear or bicubic, got {self.interpolation!r}")
+        check_stream_keys(self.num_workers, self.input_size, self.crop_pct, self.interpolation,
+                          null_size="the model's")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from advkit.data.stream import check_stream_keys
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -25,14 +27,7 @@ class DataConfig:
     interpolation: str | None = None  # bilinear or bicubic; null: bilinear
 
     def __post_init__(self) -> None:
-        if self.num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
-        if self.input_size is not None and self.input_size < 1:
-            raise ValueError(f"data.input_size must be >= 1 (or null for 224), got {self.input_size}")
-        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
-            raise ValueError(f"data.crop_pct must be in (0, 1], got {self.crop_pct}")
-        if self.interpolation not in (None, "bilinear", "bicubic"):
-            raise ValueError(f"data.interpolation must be bilinear or bicubic, got {self.interpolation!r}")
+        check_stream_keys(self.num_workers, self.input_size, self.crop_pct, self.interpolation, null_size="224")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from torch import nn
 from advkit.attacks import pgd
 from advkit.config import to_dict
 from advkit.data import ArrayDataset, Batch, StreamDataset, bad_files_error, open_dataset
+from advkit.data.core import batch_order
 from advkit.data.stream import iter_index_batches, spread
 from advkit.errors import AdvkitError
 from advkit.models import RUN_CHECKPOINT, Normalized, create_model, save
@@ -458,8 +459,11 @@ class _Run:
         mid, self.mid = self.mid, None
         epoch_rng = epoch_order_state(self.shuffle_gen, mid)
         if isinstance(self.train_all, StreamDataset):
-            batches = self._streamed_batches(mid)
-            step = mid["step"] if mid is not None else 0
+            # the order an in-memory run draws; a resumed epoch skips its done steps by index, without decoding
+            order = iter(batch_order(self.train_idx, cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
+                                     drop_last=self.drop_last))
+            step = skip_done_steps(order, self.shuffle_gen, mid)
+            batches = self._streamed_batches(list(order))
         else:
             batches = _shard(self.train_all.batches(cfg.batch_size, shuffle=True, generator=self.shuffle_gen,
                                                     drop_last=self.drop_last, indices=self.train_idx), d)
@@ -481,23 +485,12 @@ class _Run:
                 self.stop.stop()
         return d.all_sum(sums, self.device)
 
-    def _streamed_batches(self, mid: dict | None):
-        """The epoch's batches of streamed data as ``(x, y)``, decoded ahead in DataLoader workers.
-
-        The order is the in-memory one (``ArrayDataset.batches``: a permutation of ``train_idx`` from the shuffle
-        stream, drawn before the first batch), so a streamed run trains on what an in-memory run of the same
-        images would, bit for bit. A resumed epoch skips its done steps by index, without decoding them.
-        Unreadable files: with ``data.skip_bad`` left out of their batch (a warning at the epoch's end); without
-        it the training stops at the first, reading on through the epoch to list them all in one error.
+    def _streamed_batches(self, order: list[torch.Tensor]):
+        """The batches ``order`` (file indices) of streamed data as ``(x, y)``, decoded ahead in DataLoader
+        workers. Unreadable files: with ``data.skip_bad`` left out of their batch (a warning at the epoch's end);
+        without it the training stops at the first, reading on through the epoch to list them all in one error.
         """
-        cfg, d, data = self.cfg, self.d, cast(StreamDataset, self.train_all)
-        bs = cfg.batch_size
-        idx = self.train_idx[torch.randperm(len(self.train_idx), generator=self.shuffle_gen)]
-        stop = len(idx) - (len(idx) % bs if self.drop_last else 0)
-        order = [idx[s:s + bs] for s in range(0, stop, bs)]
-        if mid is not None:  # the order above was drawn from the interrupted epoch's state: skip what it did
-            order = order[mid["step"]:]
-            self.shuffle_gen.set_state(mid["shuffle_rng"])
+        d, data = self.d, cast(StreamDataset, self.train_all)
         # each rank decodes only its slice of every global batch (as _shard takes from in-memory batches)
         mine = [b[d.rank::d.world] for b in order] if d.enabled else order
         bad: list[tuple[str, str]] = []
