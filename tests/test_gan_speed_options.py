@@ -124,3 +124,84 @@ def test_probe_time_stays_off_the_training_clock(one_thread):
     assert 0 < points[0]["train_s"] < points[1]["train_s"]
     assert points[1]["train_s"] <= wall - 2 * pause + 0.05  # both pauses left out
     assert m["time_s"] <= wall - 2 * pause  # the epoch's own time leaves out its probe too
+
+
+def _nets_after(steps: int, *sets: str, repeat_z: bool = False, monkeypatch=None) -> tuple[dict, dict]:
+    """G's and D's parameters after ``steps`` generator steps; ``repeat_z``: G's step draws no new z but
+    takes the one D's step just used (what ``reuse_fake`` does by construction)."""
+    if repeat_z:
+        run_cls = gan_trainer._GanRun
+        draw, g_step = run_cls._z, run_cls._g_step
+
+        def z(self, n):
+            if getattr(self, "_in_g", False):
+                return self._last_z
+            self._last_z = draw(self, n)
+            return self._last_z
+
+        def g_step_wrapped(self, *a, **k):
+            self._in_g = True
+            try:
+                return g_step(self, *a, **k)
+            finally:
+                self._in_g = False
+
+        monkeypatch.setattr(run_cls, "_z", z)
+        monkeypatch.setattr(run_cls, "_g_step", g_step_wrapped)
+    nets: dict = {}
+
+    def probe(info: dict) -> None:
+        g = info["raw_generator"] or info["generator"]  # the trained G, not its EMA
+        nets["g"] = {k: v.clone() for k, v in g.state_dict().items()}
+
+    _, m = train_gan(_cfg(*sets), None, probe=(steps, probe))
+    if repeat_z:
+        monkeypatch.undo()
+    return nets["g"], m
+
+
+@pytest.mark.parametrize("extra", [[], ["n_critic=2", "loss=hinge"], ["model.g_batch_norm=false", "ema_g=0.9"]])
+def test_reuse_fake_trains_as_if_g_redrew_the_same_z(one_thread, monkeypatch, extra):
+    # one G forward per step: the G step differentiates through the batch G made for D's step. That is the
+    # run whose G step draws no new z but takes D's, with a second (identical) forward
+    reused, m_reused = _nets_after(4 if not extra else 2, "reuse_fake=true", *extra)
+    twice, m_twice = _nets_after(4 if not extra else 2, *extra, repeat_z=True, monkeypatch=monkeypatch)
+    plain, _ = _nets_after(4 if not extra else 2, *extra)
+    for k in reused:
+        if reused[k].is_floating_point() and "running" not in k:
+            assert torch.allclose(reused[k], twice[k], rtol=1e-5, atol=1e-6), k
+    assert not all(torch.equal(reused[k], plain[k]) for k in reused)  # a fresh z for G's step is another run
+    assert m_reused["g_steps"] == m_twice["g_steps"]
+
+
+def test_reuse_fake_runs_g_once_per_step(one_thread):
+    calls = {"n": 0}
+
+    def count(module, inputs, output):
+        if module.training:
+            calls["n"] += 1
+
+    def forwards(*sets: str) -> int:
+        calls["n"] = 0
+        orig = gan_trainer.build_generator
+
+        def build(*a, **k):
+            g = orig(*a, **k)
+            g.register_forward_hook(count)
+            return g
+
+        gan_trainer.build_generator = build
+        try:
+            train_gan(_cfg(*sets), None)
+        finally:
+            gan_trainer.build_generator = orig
+        return calls["n"]
+
+    assert forwards() == 8  # 4 steps: one G forward for D's step, one for G's
+    assert forwards("reuse_fake=true") == 4
+    assert forwards("reuse_fake=true", "n_critic=2") == 4  # 4 D steps, 2 G steps: still one each
+
+
+def test_reuse_fake_is_refused_for_the_dg_objective():
+    with pytest.raises(ValueError, match="reuse_fake"):
+        _cfg("reuse_fake=true", "loss=dg")

@@ -121,6 +121,8 @@ class GanConfig:
     ema_every: int = 1              # generator steps between EMA updates (each one with decay ema_g ** ema_every)
     channels_last: bool = False     # both nets and the real images in the channels_last memory format
     compile: bool = False           # torch.compile G and D's training passes (inductor); eager when it cannot
+    reuse_fake: bool = False        # G's step reuses the batch G made for D's step, and its graph: one G forward
+                                    # per step instead of two (same z for both players' steps)
 
     def __post_init__(self) -> None:
         if self.loss not in TRAIN_LOSSES:
@@ -145,6 +147,8 @@ class GanConfig:
             raise ValueError(f"ema_g must be in [0, 1), got {self.ema_g}")
         if not 0 < self.real_label <= 1:
             raise ValueError(f"real_label must be in (0, 1], got {self.real_label}")
+        if self.reuse_fake and self.loss == "dg":
+            raise ValueError("reuse_fake does not apply to the dg loss (its players are worst-case copies); use false")
         if self.real_label != 1.0 and self.loss in ("wgan", "hinge", "dg"):
             raise ValueError(f"real_label (label smoothing) does not apply to the {self.loss} loss; use 1.0")
 

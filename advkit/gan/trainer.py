@@ -276,6 +276,7 @@ class _GanRun:
         self.best_dg: dict | None = None         # the lowest estimate so far: {"dg", "g_step", "epoch"}
         self._best_nets: tuple[dict, dict] | None = None  # its (G, D) states, written at the epoch's end
         self.mid: dict | None = None  # where a checkpoint written inside an epoch (on SIGINT/SIGTERM) stopped
+        self._fake: torch.Tensor | None = None  # reuse_fake: D's generated batch, with G's graph, for G's step
         self.stop = StopFlag()
 
     # ------------------------------------------------------------------ checkpoints
@@ -351,15 +352,19 @@ class _GanRun:
                               f"{what} is {v}; {good}; lower the learning rates or change the loss")
         return v
 
-    def _d_step(self, x: torch.Tensor, batch: int) -> tuple[float, float, float, float | None]:
+    def _d_step(self, x: torch.Tensor, batch: int, keep: bool = False) -> tuple[float, float, float, float | None]:
+        """One D step on real ``x`` and a fresh generated batch; ``keep``: G makes that batch with its graph and
+        ``self._fake`` holds it for the G step that follows (``reuse_fake``)."""
         c = self.cfg
-        _set_trainable(self.G, False)
+        _set_trainable(self.G, keep)
         _set_trainable(self.D, True)
         z = self._z(len(x))
         # the dg objective: D's gradient of DG is -grad_D V(G*, D), G* the worst-case generator against D
         g_play = self._worst_g(len(x)) if c.loss == "dg" else self.g_fn
-        with self.clock("d.g_forward"), torch.no_grad():
-            fake = g_play(z)
+        with self.clock("d.g_forward"), torch.set_grad_enabled(keep):
+            kept = g_play(z)
+            fake = kept.detach()
+        self._fake = kept if keep else None
         with self.clock("checks"):
             self._check(fake.sum(), "a generated image", batch)
         if self.hardened is not None:
@@ -392,6 +397,11 @@ class _GanRun:
             real_acc, fake_acc = self._mean([(d_real > 0).float().mean().item(), (d_fake < 0).float().mean().item()])
         return value, real_acc, fake_acc, gp
 
+    def _g_turn(self, d_steps: int) -> bool:
+        """Whether a G step follows the ``d_steps``-th D step (after ``d_warmup``, every ``n_critic``-th)."""
+        c = self.cfg
+        return d_steps > c.d_warmup and (d_steps - c.d_warmup) % c.n_critic == 0
+
     def _g_step(self, batch_size: int, batch: int) -> float:
         c = self.cfg
         _set_trainable(self.D, False)
@@ -402,9 +412,11 @@ class _GanRun:
             # V's generator term through its non-saturating form: same fixed points, usable gradients early on
             loss = losses.g_loss("nonsaturating", d_play(self.G(z)))
         else:
-            z = self._z(batch_size)
+            fake, self._fake = self._fake, None
             with self.clock("g.forward"):
-                loss = losses.g_loss(c.loss, self.d_fn(self.g_fn(z)))
+                if fake is None:
+                    fake = self.g_fn(self._z(batch_size))
+                loss = losses.g_loss(c.loss, self.d_fn(fake))
         with self.clock("checks"):
             value = self._check(loss, "the generator loss", batch)
         with self.clock("g.backward"):
@@ -617,12 +629,13 @@ class _GanRun:
             self._set_lr()
             self.it += 1
             self._last_real = x
-            dl, ra, fa, gp = self._d_step(x, b)
+            g_next = self._g_turn(self.d_steps + 1)
+            dl, ra, fa, gp = self._d_step(x, b, keep=c.reuse_fake and g_next)
             d_sum, real_acc, fake_acc, n_d = d_sum + dl, real_acc + ra, fake_acc + fa, n_d + 1
             self.curves["d_loss"].append(dl)
             if gp is not None:
                 gp_sum += gp
-            if self.d_steps > c.d_warmup and (self.d_steps - c.d_warmup) % c.n_critic == 0:
+            if g_next:
                 gl = self._g_step(len(x), b)
                 g_sum, n_g = g_sum + gl, n_g + 1
                 self.curves["g_loss"].append(gl)
